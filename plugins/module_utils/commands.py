@@ -1,0 +1,105 @@
+# -*- coding: utf-8 -*-
+# Copyright: certfleet.deploy contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Config-test and reload commands, run with a timeout.
+
+Commands are argv lists (a string is split like a shell would, but no shell
+runs unless asked). ``AnsibleModule.run_command`` has no timeout of its own,
+so the command runs under coreutils ``timeout``, which also turns a missing
+executable into an exit code instead of an exception.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import time
+from dataclasses import dataclass
+
+from ansible_collections.certfleet.deploy.plugins.module_utils.errors import (
+    CommandError,
+)
+
+TIMED_OUT = 124
+NOT_FOUND = 127
+_STDERR_LIMIT = 2000
+
+
+@dataclass
+class Command:
+    """A command as the operator gave it, ready to run."""
+
+    argv: list
+    what: str
+    server: str
+    use_shell: bool = False
+
+    @property
+    def text(self) -> str:
+        return shlex.join(self.argv)
+
+
+@dataclass
+class Outcome:
+    rc: int
+    stdout: str
+    stderr: str
+    duration_ms: int
+
+
+def make(value, what: str, server: str, use_shell: bool = False) -> Command | None:
+    """Build a ``Command`` from a list or a string; empty means no command."""
+    if not value:
+        return None
+    argv = [str(v) for v in value] if isinstance(value, list) else shlex.split(value)
+    return Command(argv=argv, what=what, server=server, use_shell=use_shell)
+
+
+def check_available(module, command: Command | None) -> None:
+    """Fail before anything is touched when the executable is missing."""
+    if command is None or command.use_shell:
+        return
+    program = command.argv[0]
+    if "/" in program:
+        found = os.access(program, os.X_OK) and not os.path.isdir(program)
+    else:
+        found = module.get_bin_path(program)
+    if not found:
+        raise CommandError(
+            f"The {command.what} command for {command.server} cannot run: "
+            f"{command.argv[0]!r} was not found on this host.",
+            cmd=command.text,
+        )
+
+
+def _tail(text: str) -> str:
+    text = text.strip()
+    return text if len(text) <= _STDERR_LIMIT else "..." + text[-_STDERR_LIMIT:]
+
+
+def run(module, command: Command, timeout: int) -> Outcome:
+    """Run ``command``; raise ``CommandError`` with its stderr unless rc is 0."""
+    wrapper = ["timeout", "--kill-after=5", f"{timeout}s"]
+    if command.use_shell:
+        args = wrapper + ["/bin/sh", "-c", " ".join(command.argv)]
+    else:
+        args = wrapper + command.argv
+    started = time.monotonic()
+    rc, out, err = module.run_command(args, check_rc=False)
+    outcome = Outcome(rc, out, err, int((time.monotonic() - started) * 1000))
+    details = {"cmd": command.text, "rc": rc, "stdout": _tail(out),
+               "stderr": _tail(err)}
+    if rc == TIMED_OUT:
+        raise CommandError(
+            f"The {command.what} for {command.server} timed out after "
+            f"{timeout} s: `{command.text}` was stopped.",
+            **details,
+        )
+    if rc != 0:
+        cause = _tail(err) or _tail(out) or "no output"
+        raise CommandError(
+            f"The {command.what} failed for {command.server}: "
+            f"`{command.text}` exited {rc}: {cause}",
+            **details,
+        )
+    return outcome

@@ -1,0 +1,281 @@
+# -*- coding: utf-8 -*-
+# Copyright: certfleet.deploy contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""What an endpoint serves: one TLS handshake, and the loop that waits for it.
+
+The handshake does not judge trust; it reports what was sent (the leaf's
+SHA-256 and, where the Python gives it, the whole served chain) so the caller
+can compare fingerprints. The loop retries with exponential backoff and
+confirms a match with further handshakes, because right after a graceful
+reload old workers may still accept connections with the old certificate.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import socket
+import ssl
+import time
+from dataclasses import dataclass, field
+
+from ansible_collections.certfleet.deploy.plugins.module_utils.errors import (
+    ProbeError,
+    VerifyError,
+)
+
+try:
+    from cryptography import x509
+except ImportError:  # reported by the module through missing_required_lib
+    x509 = None
+
+IMPLICIT_TLS = "tls"
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+
+def parse_endpoint(text: str, default_port: int) -> Endpoint:
+    """``host``, ``host:port``, ``[v6]:port`` or a bare IPv6 address."""
+    text = text.strip()
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        port = rest.lstrip(":") or default_port
+    elif text.count(":") == 1:
+        host, port = text.split(":")
+    else:
+        host, port = text, default_port
+    try:
+        port = int(port)
+    except ValueError:
+        raise ProbeError(f"The endpoint {text!r} has no valid port.") from None
+    if not host or not 0 < port < 65536:
+        raise ProbeError(f"The endpoint {text!r} is not of the form host:port.")
+    return Endpoint(host, port)
+
+
+@dataclass
+class Handshake:
+    """What one handshake saw."""
+
+    endpoint: str
+    server_name: str | None
+    sha256: str
+    chain_sha256: list
+    protocol: str
+    cipher: str
+    subject: str = ""
+    not_after: str = ""
+
+    def as_dict(self) -> dict:
+        return {
+            "endpoint": self.endpoint,
+            "server_name": self.server_name,
+            "sha256": self.sha256,
+            "chain_sha256": self.chain_sha256,
+            "protocol": self.protocol,
+            "cipher": self.cipher,
+            "subject": self.subject,
+            "not_after": self.not_after,
+        }
+
+
+def _served_chain(tls: ssl.SSLSocket, leaf_der: bytes) -> list:
+    """SHA-256 of every certificate the peer sent, leaf first.
+
+    Python 3.13 has ``get_unverified_chain``; 3.10 to 3.12 have it on the
+    internal SSL object. Older Pythons only give the leaf.
+    """
+    getter = getattr(tls, "get_unverified_chain", None)
+    if getter is None:
+        getter = getattr(getattr(tls, "_sslobj", None), "get_unverified_chain",
+                         None)
+    certs = getter() if getter else None
+    if not certs:
+        return [hashlib.sha256(leaf_der).hexdigest()]
+    result = []
+    for cert in certs:
+        der = cert if isinstance(cert, bytes) else cert.public_bytes(
+            ssl._ssl.ENCODING_DER)
+        result.append(hashlib.sha256(der).hexdigest())
+    return result
+
+
+def _describe_leaf(der: bytes) -> tuple:
+    if x509 is None:
+        return "", ""
+    cert = x509.load_der_x509_certificate(der)
+    return cert.subject.rfc4514_string(), cert.not_valid_after_utc.isoformat()
+
+
+def handshake(
+    endpoint: Endpoint,
+    server_name: str | None,
+    timeout: float,
+) -> Handshake:
+    """Connect, complete a TLS handshake, and report what was served."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    try:
+        with socket.create_connection((endpoint.host, endpoint.port),
+                                      timeout=timeout) as raw:
+            with context.wrap_socket(raw, server_hostname=server_name or None) \
+                    as tls:
+                der = tls.getpeercert(binary_form=True)
+                chain = _served_chain(tls, der)
+                protocol, cipher = tls.version() or "", tls.cipher()[0]
+    except (OSError, ssl.SSLError, ValueError) as exc:
+        raise ProbeError(
+            f"No TLS handshake with {endpoint} (SNI {server_name or 'none'}): "
+            f"{exc}",
+            endpoint=str(endpoint),
+        ) from None
+    subject, not_after = _describe_leaf(der)
+    return Handshake(
+        endpoint=str(endpoint),
+        server_name=server_name,
+        sha256=hashlib.sha256(der).hexdigest(),
+        chain_sha256=chain,
+        protocol=protocol,
+        cipher=cipher,
+        subject=subject,
+        not_after=not_after,
+    )
+
+
+@dataclass
+class Backoff:
+    """When to try again: doubling delays between attempts, with a cap.
+
+    A cap equal to the initial delay gives a constant interval. ``jitter`` is a
+    fraction (0 to 1) by which each delay varies at random; ``deadline`` (in
+    seconds, 0 for none) bounds the whole loop, and no sleep crosses it.
+    """
+
+    attempts: int = 3
+    initial: float = 1.0
+    cap: float = 16.0
+    jitter: float = 0.0
+    deadline: float = 0.0
+
+    def delay(self, attempt: int, rng=random.random) -> float:
+        """The pause after failed attempt number ``attempt`` (from 1)."""
+        base = min(self.cap, self.initial * (2 ** (attempt - 1)))
+        if self.jitter:
+            base *= 1 + self.jitter * (2 * rng() - 1)
+        return max(0.0, base)
+
+
+@dataclass
+class Confirm:
+    """How a first match is confirmed: more handshakes across a window.
+
+    ``settle`` is how long after the apply step old and new certificates may
+    both be served (old workers still accepting); no handshake before it
+    counts. Then ``handshakes`` consecutive handshakes, ``interval`` apart,
+    must all match.
+    """
+
+    settle: float = 0.0
+    handshakes: int = 1
+    interval: float = 0.0
+
+
+@dataclass
+class Verdict:
+    """Outcome of the loop; ``matched`` tells whether it is proof."""
+
+    matched: bool
+    attempts: int
+    handshakes: int
+    last: Handshake | None = None
+    error: str = ""
+    seen: list = field(default_factory=list)
+    elapsed_ms: int = 0
+
+
+class Prober:
+    """Runs the verify loop with injectable time, for tests and for callers."""
+
+    def __init__(self, handshake_fn=handshake, clock=time.monotonic,
+                 sleep=time.sleep, rng=random.random) -> None:
+        self.handshake_fn = handshake_fn
+        self.clock = clock
+        self.sleep = sleep
+        self.rng = rng
+
+    def _burst(self, endpoint, server_name, timeout, expected, confirm,
+               verdict) -> bool:
+        """One attempt: handshakes until a mismatch or enough matches."""
+        for number in range(max(1, confirm.handshakes)):
+            if number:
+                self.sleep(confirm.interval)
+            try:
+                seen = self.handshake_fn(endpoint, server_name, timeout)
+            except ProbeError as exc:
+                verdict.error = exc.message
+                verdict.handshakes += 1
+                return False
+            verdict.handshakes += 1
+            verdict.last = seen
+            if seen.sha256 not in verdict.seen:
+                verdict.seen.append(seen.sha256)
+            if seen.sha256 != expected:
+                verdict.error = (
+                    f"{endpoint} served {seen.sha256} ({seen.subject}), "
+                    f"not {expected}"
+                )
+                return False
+        return True
+
+    def wait_for(self, endpoint: Endpoint, server_name: str | None,
+                 expected: str, backoff: Backoff, confirm: Confirm,
+                 timeout: float, since: float | None = None) -> Verdict:
+        """Probe until ``expected`` is served to every new connection.
+
+        ``since`` is the clock reading when the server was told to apply;
+        nothing is probed before ``since + confirm.settle``. No sleep follows
+        the last attempt or a success.
+        """
+        start = self.clock()
+        settle_until = (since if since is not None else start) + confirm.settle
+        if settle_until > start:
+            self.sleep(settle_until - start)
+        verdict = Verdict(matched=False, attempts=0, handshakes=0)
+        for attempt in range(1, max(1, backoff.attempts) + 1):
+            verdict.attempts = attempt
+            if self._burst(endpoint, server_name, timeout, expected, confirm,
+                           verdict):
+                verdict.matched = True
+                verdict.error = ""
+                break
+            if attempt == backoff.attempts:
+                break
+            pause = backoff.delay(attempt, self.rng)
+            if backoff.deadline:
+                left = start + backoff.deadline - self.clock()
+                if pause >= left:
+                    break
+            self.sleep(pause)
+        verdict.elapsed_ms = int((self.clock() - start) * 1000)
+        return verdict
+
+
+def require(verdict: Verdict, endpoint: Endpoint, expected: str) -> Verdict:
+    """Turn a failed verdict into ``VerifyError`` naming what was seen."""
+    if verdict.matched:
+        return verdict
+    raise VerifyError(
+        f"{endpoint} did not serve the certificate {expected} after "
+        f"{verdict.attempts} attempt(s): {verdict.error or 'no handshake'}",
+        endpoint=str(endpoint),
+        served=verdict.last.sha256 if verdict.last else None,
+    )

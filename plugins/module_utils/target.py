@@ -1,0 +1,532 @@
+# -*- coding: utf-8 -*-
+# Copyright: certfleet.deploy contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The one deploy flow every server module shares.
+
+A server module describes its server with a ``Server`` (files, layouts,
+commands, modes, users, probe defaults) and calls ``main(server)``. Everything
+else happens here: material, layout, transaction, config test, apply, verify,
+roll back, result.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+
+from ansible_collections.certfleet.deploy.plugins.module_utils import (
+    commands,
+    material as mat,
+    ownership,
+    probe,
+)
+from ansible_collections.certfleet.deploy.plugins.module_utils.errors import (
+    CommandError,
+    DeployError,
+    ProbeError,
+    TransactionError,
+    VerifyError,
+)
+from ansible_collections.certfleet.deploy.plugins.module_utils.transaction import (
+    FileSpec,
+    Transaction,
+    digest,
+    read_bytes,
+)
+
+
+@dataclass(frozen=True)
+class FileRole:
+    """One file a server reads: its option, layout and default mode."""
+
+    option: str
+    layout: str
+    mode_option: str
+    default_mode: int
+    secret: bool = False
+    required: bool = True
+
+
+@dataclass(frozen=True)
+class Server:
+    """All a server module has to say about its server."""
+
+    name: str
+    files: tuple
+    validate_command: tuple = ()
+    reload_command: tuple = ()
+    port: int = 443
+    users: tuple = ("root",)
+    groups: tuple = ("root",)
+    settle: float = 0.0
+    confirm: int = 3
+    confirm_interval: float = 0.02
+    extra_options: dict = field(default_factory=dict)
+
+    @property
+    def state_dir(self) -> str:
+        return f"/var/lib/certfleet/{self.name}"
+
+
+def argument_spec(server: Server) -> dict:
+    """The options every server module takes (documented in doc fragments)."""
+    spec = dict(
+        cert_content=dict(type="str"),
+        cert_src=dict(type="path"),
+        chain_content=dict(type="str"),
+        chain_src=dict(type="path"),
+        key_content=dict(type="str", no_log=True),
+        key_src=dict(type="path"),
+        key_passphrase=dict(type="str", no_log=True),
+        owner=dict(type="str"),
+        group=dict(type="str"),
+        cert_mode=dict(type="raw"),
+        key_mode=dict(type="raw"),
+        follow_symlinks=dict(type="bool", default=True),
+        expected_names=dict(type="list", elements="str", default=[]),
+        min_days_valid=dict(type="int", default=0),
+        allow_expired=dict(type="bool", default=False),
+        require_chain=dict(type="bool", default=False),
+        ca_src=dict(type="path"),
+        validate_command=dict(type="raw"),
+        reload_command=dict(type="raw"),
+        command_timeout=dict(type="int", default=60),
+        backup_dir=dict(type="path"),
+        backup_retention=dict(type="int", default=5),
+        lock_timeout=dict(type="int", default=60),
+        verify=dict(type="bool", default=True),
+        verify_endpoint=dict(type="list", elements="str"),
+        verify_server_name=dict(type="str"),
+        verify_attempts=dict(type="int", default=3),
+        verify_backoff=dict(type="float", default=1.0),
+        verify_max_backoff=dict(type="float", default=16.0),
+        verify_jitter=dict(type="float", default=0.0),
+        verify_timeout=dict(type="float", default=5.0),
+        verify_deadline=dict(type="float", default=0.0),
+        verify_settle=dict(type="float"),
+        verify_confirm=dict(type="int"),
+    )
+    for role in server.files:
+        spec[role.option] = dict(type="path", required=role.required)
+    spec.update(server.extra_options)
+    return spec
+
+
+MUTUALLY_EXCLUSIVE = [
+    ("cert_content", "cert_src"),
+    ("chain_content", "chain_src"),
+    ("key_content", "key_src"),
+]
+
+
+class Timings:
+    """Milliseconds per step, for the result."""
+
+    def __init__(self) -> None:
+        self.steps: dict = {}
+
+    @contextmanager
+    def step(self, name: str):
+        started = time.monotonic()
+        try:
+            yield
+        finally:
+            elapsed = int((time.monotonic() - started) * 1000)
+            self.steps[name] = self.steps.get(name, 0) + elapsed
+
+
+def _read_input(params: dict, name: str) -> mat.PemInput | None:
+    """A PEM input from ``NAME_content`` or the file ``NAME_src``."""
+    content, src = params.get(f"{name}_content"), params.get(f"{name}_src")
+    if content is not None:
+        return mat.PemInput(content.encode("utf-8"), f"{name}_content")
+    if src is None:
+        return None
+    try:
+        with open(src, "rb") as handle:
+            return mat.PemInput(handle.read(), f"{name}_src {src}")
+    except OSError as exc:
+        raise DeployError(
+            f"{name}_src {src} cannot be read: {exc.strerror}."
+        ) from None
+
+
+def load_material(params: dict) -> mat.Material:
+    """Read and check the inputs; nothing on the host is changed by this."""
+    cert = _read_input(params, "cert")
+    if cert is None:
+        raise DeployError("One of cert_content or cert_src is required.")
+    passphrase = params.get("key_passphrase")
+    material = mat.load(
+        cert,
+        _read_input(params, "key"),
+        _read_input(params, "chain"),
+        passphrase.encode("utf-8") if passphrase else None,
+    )
+    checks = mat.Checks(
+        expected_names=params.get("expected_names") or [],
+        min_days_valid=params.get("min_days_valid") or 0,
+        allow_expired=bool(params.get("allow_expired")),
+        require_chain=bool(params.get("require_chain")),
+        trust_roots=_read_input(params, "ca"),
+    )
+    return mat.check(material, checks)
+
+
+class Deploy:
+    """One run of one server module: holds the result as it is built."""
+
+    def __init__(self, module: AnsibleModule, server: Server) -> None:
+        self.module = module
+        self.server = server
+        self.params = module.params
+        self.timings = Timings()
+        self.result: dict = {
+            "changed": False,
+            "deployment_id": None,
+            "files": [],
+            "certificate": {},
+            "served": {},
+            "rolled_back": False,
+            "rollback_failed": False,
+            "timings": self.timings.steps,
+        }
+
+    # -- preparation --------------------------------------------------------
+
+    def specs(self, material: mat.Material) -> list:
+        """The files this server needs, with their final owner and mode."""
+        p, specs = self.params, []
+        for role in self.server.files:
+            path = p.get(role.option)
+            if not path:
+                continue
+            mode = ownership.parse_mode(p.get(role.mode_option), role.mode_option)
+            owner = ownership.resolve(
+                path,
+                ownership.Defaults(role.default_mode, self.server.users,
+                                   self.server.groups),
+                owner=p.get("owner"), group=p.get("group"), mode=mode,
+            )
+            layout = self.layout_for(role)
+            content = material.layout(layout)
+            if not content:
+                raise DeployError(
+                    f"{role.option} {path} would be empty: the {layout} layout "
+                    "needs chain certificates and none were given."
+                )
+            specs.append(FileSpec(
+                path=path, content=content, owner=owner,
+                secret=role.secret or layout in ("key", "combined", "key_first"),
+                follow_symlinks=p["follow_symlinks"], label=role.option,
+            ))
+        return specs
+
+    def layout_for(self, role: FileRole) -> str:
+        return self.params.get(f"{role.option[:-5]}_layout") or role.layout
+
+    def command(self, option: str, what: str) -> commands.Command | None:
+        value = self.params.get(option)
+        if value is None:
+            value = list(getattr(self.server, option))
+        return commands.make(value, what, self.server.name)
+
+    def endpoints(self) -> list:
+        given = self.params.get("verify_endpoint") or [f"127.0.0.1:{self.server.port}"]
+        return [probe.parse_endpoint(e, self.server.port) for e in given]
+
+    def server_name(self, material: mat.Material) -> str | None:
+        if self.params.get("verify_server_name"):
+            return self.params["verify_server_name"]
+        names = [n for n in mat.subject_alt_names(material.leaf)
+                 if not n.replace(".", "").replace(":", "").isdigit()]
+        name = names[0] if names else mat.common_name(material.leaf)
+        return name[2:] if name and name.startswith("*.") else name
+
+    # -- the flow -------------------------------------------------------------
+
+    def run(self) -> dict:
+        p = self.params
+        with self.timings.step("material"):
+            material = load_material(p)
+            specs = self.specs(material)
+        for warning in material.warnings:
+            self.module.warn(warning)
+        self.result["certificate"] = material.summary()
+        self.validate = self.command("validate_command", "config test")
+        self.reload = self.command("reload_command", "reload")
+        for command in (self.validate, self.reload):
+            commands.check_available(self.module, command)
+        self.expected = material.sha256
+        self.expected_chain = [material.sha256] + [
+            mat.sha256(c) for c in material.chain
+        ] if self.serves_chain() else [material.sha256]
+        self.sni = self.server_name(material)
+        state_dir = p.get("backup_dir") or self.server.state_dir
+        with Transaction(state_dir, p["lock_timeout"],
+                         p["backup_retention"]) as txn:
+            self.timings.steps["lock"] = txn.lock_wait_ms
+            self.transact(txn, specs)
+        return self.result
+
+    def serves_chain(self) -> bool:
+        layouts = {self.layout_for(r) for r in self.server.files
+                   if self.params.get(r.option)}
+        return bool(layouts & {"fullchain", "combined", "key_first"})
+
+    def transact(self, txn: Transaction, specs: list) -> None:
+        with self.timings.step("recover"):
+            recovered = txn.recover()
+        if recovered:
+            self.result["recovered"] = recovered
+        with self.timings.step("compare"):
+            changes = txn.plan(specs)
+        self.result["deployment_id"] = txn.deployment_id
+        self.result["files"] = [self.file_entry(s, changes) for s in specs]
+        self.result["diff"] = self.diff(specs, changes)
+        if not changes:
+            forced = bool(recovered and recovered["action"] == "restored")
+            self.converge(forced)
+            return
+        self.result["changed"] = True
+        if self.module.check_mode:
+            return
+        with self.timings.step("swap"):
+            txn.apply()
+        self.result["files"] = [self.file_entry(s, changes) for s in specs]
+        try:
+            if self.validate:
+                with self.timings.step("validate"):
+                    commands.run(self.module, self.validate,
+                                 self.params["command_timeout"])
+        except CommandError as exc:
+            with self.timings.step("rollback"):
+                self.restore_files(txn, exc)
+            self.result["rolled_back"] = True
+            raise DeployError(
+                f"{exc.message} The previous files were restored; the server "
+                "was not reloaded.", **exc.details) from None
+        try:
+            self.apply_and_verify()
+        except (CommandError, ProbeError, VerifyError) as exc:
+            self.roll_back(txn, changes, exc)
+        txn.mark_verified()
+        with self.timings.step("prune"):
+            txn.commit()
+
+    def file_entry(self, spec: FileSpec, changes: list) -> dict:
+        change = next((c for c in changes if c.given == spec.path), None)
+        entry = {
+            "path": spec.path,
+            "sha256": digest(spec.content),
+            "mode": ownership.describe_mode(spec.owner.mode),
+            "changed": change is not None,
+            "backup": change.backup if change else None,
+        }
+        if change and change.path != spec.path:
+            entry["target"] = change.path
+        return entry
+
+    def diff(self, specs: list, changes: list) -> dict:
+        """Before and after, as metadata only: subjects, dates, fingerprints."""
+        changed = {c.given: c for c in changes}
+        before, after = [], []
+        for spec in specs:
+            change = changed.get(spec.path)
+            if change is None:
+                continue
+            if not change.existed:
+                old = "absent"
+            elif spec.secret:
+                old = f"private key (mode {ownership.describe_mode(change.old_mode)})"
+            else:
+                old = self.describe_bytes(read_bytes(change.path))
+            if spec.secret:
+                new = f"private key (mode {ownership.describe_mode(spec.owner.mode)})"
+            else:
+                new = self.describe_bytes(spec.content)
+            before.append(f"{spec.path}: {old}")
+            after.append(f"{spec.path}: {new}")
+        return {"before": "\n".join(before) + "\n", "after": "\n".join(after) + "\n",
+                "before_header": "deployed", "after_header": "to deploy"}
+
+    # -- apply, verify, roll back --------------------------------------------
+
+    def apply(self) -> float:
+        """Reload (or the server's equivalent); return when it was told."""
+        told = time.monotonic()
+        if self.reload:
+            with self.timings.step("reload"):
+                commands.run(self.module, self.reload,
+                             self.params["command_timeout"])
+        return told
+
+    def prober(self) -> probe.Prober:
+        return probe.Prober()
+
+    def verify(self, expected: str, since: float | None, settle: bool) -> dict:
+        """Probe every endpoint until each serves ``expected`` to every client."""
+        p = self.params
+        backoff = probe.Backoff(
+            attempts=p["verify_attempts"], initial=p["verify_backoff"],
+            cap=p["verify_max_backoff"], jitter=p["verify_jitter"],
+            deadline=p["verify_deadline"],
+        )
+        confirm = probe.Confirm(
+            settle=(p["verify_settle"] if p["verify_settle"] is not None
+                    else self.server.settle) if settle else 0.0,
+            handshakes=(p["verify_confirm"] or self.server.confirm) if settle else 1,
+            interval=self.server.confirm_interval,
+        )
+        served = {"endpoints": [], "attempts": 0, "handshakes": 0}
+        for endpoint in self.endpoints():
+            verdict = self.prober().wait_for(
+                endpoint, self.sni, expected, backoff, confirm,
+                p["verify_timeout"], since=since)
+            served["attempts"] += verdict.attempts
+            served["handshakes"] += verdict.handshakes
+            probe.require(verdict, endpoint, expected)
+            served["endpoints"].append(verdict.last.as_dict())
+        first = served["endpoints"][0]
+        served.update(sha256=first["sha256"], protocol=first["protocol"],
+                      chain_sha256=first["chain_sha256"], server_name=self.sni)
+        if since is not None:
+            served["verified_after_ms"] = int((time.monotonic() - since) * 1000)
+        return served
+
+    def check_chain(self, served: dict) -> None:
+        chain = served["chain_sha256"]
+        if len(chain) > 1 or len(self.expected_chain) == 1:
+            if chain != self.expected_chain:
+                raise VerifyError(
+                    f"The served chain differs from the deployed one: "
+                    f"{len(chain)} certificate(s) served, "
+                    f"{len(self.expected_chain)} deployed."
+                )
+
+    def apply_and_verify(self) -> None:
+        since = self.apply()
+        if not self.params["verify"]:
+            return
+        with self.timings.step("verify"):
+            served = self.verify(self.expected, since, settle=bool(self.reload))
+        self.check_chain(served)
+        self.result["served"] = served
+
+    def converge(self, forced: bool) -> None:
+        """Files already in place: still make sure the server serves them (F05)."""
+        if self.params["verify"] and not forced:
+            try:
+                with self.timings.step("verify"):
+                    served = self.verify(self.expected, None, settle=False)
+                self.result["served"] = served
+                return
+            except (ProbeError, VerifyError) as exc:
+                self.result["reason"] = (
+                    f"The files were already in place but the server did not "
+                    f"serve them ({exc.message}); it was reloaded."
+                )
+        elif not forced:
+            return
+        self.result["changed"] = True
+        if self.module.check_mode:
+            return
+        if self.validate:
+            with self.timings.step("validate"):
+                commands.run(self.module, self.validate,
+                             self.params["command_timeout"])
+        self.apply_and_verify()
+
+    def restore_files(self, txn: Transaction, cause: DeployError) -> None:
+        try:
+            txn.rollback()
+        except TransactionError as exc:
+            self.fail_rollback(txn, cause, exc)
+
+    def roll_back(self, txn: Transaction, changes: list, cause: DeployError):
+        """Restore the files, apply again, and prove the old leaf is served."""
+        old_leaf = self.old_leaf(changes)
+        with self.timings.step("rollback"):
+            self.restore_files(txn, cause)
+            try:
+                since = self.apply()
+                if self.params["verify"] and old_leaf:
+                    self.verify(old_leaf, since, settle=bool(self.reload))
+            except (CommandError, ProbeError, VerifyError) as exc:
+                self.fail_rollback(txn, cause, exc)
+        self.result["rolled_back"] = True
+        raise DeployError(
+            f"{cause.message} The previous files were restored and "
+            f"{'are served again' if old_leaf and self.params['verify'] else 'reloaded'}.",
+            **cause.details) from None
+
+    def fail_rollback(self, txn, cause: DeployError, exc: DeployError):
+        self.result["rollback_failed"] = True
+        backups = txn.backups()
+        manual = [f"cp -p {b['backup']} {b['path']}" for b in backups]
+        manual += [c.text for c in (self.validate, self.reload) if c]
+        self.result["backups"] = backups
+        self.result["manual_steps"] = manual
+        raise DeployError(
+            f"{cause.message} Rolling back also failed: {exc.message} "
+            "Restore the backups by hand with the commands in manual_steps.",
+            **cause.details) from None
+
+    def old_leaf(self, changes: list) -> str | None:
+        """The leaf fingerprint the server held before, from its backup."""
+        for change in changes:
+            if change.secret or not change.backup:
+                continue
+            with open(change.backup, "rb") as handle:
+                data = handle.read()
+            leaf = self.leaf_of(data)
+            if leaf is not None:
+                return mat.sha256(leaf)
+        return None
+
+    @staticmethod
+    def leaf_of(data: bytes):
+        try:
+            blocks = mat.split_pem(mat.PemInput(data, "file"))
+        except DeployError:
+            return None
+        for block in blocks:
+            if block.label == b"CERTIFICATE":
+                return mat.x509.load_pem_x509_certificate(block.text)
+        return None
+
+    def describe_bytes(self, data: bytes | None) -> str:
+        """One line about a certificate file: never its bytes."""
+        leaf = self.leaf_of(data) if data else None
+        if leaf is None:
+            return "no certificate"
+        info = mat.info(leaf)
+        return (f"subject={info['subject']} sans={','.join(info['sans'])} "
+                f"not_after={info['not_after']} sha256={info['sha256']}")
+
+
+def main(server: Server) -> None:
+    """The whole ``main()`` of a server module."""
+    module = AnsibleModule(
+        argument_spec=argument_spec(server),
+        mutually_exclusive=MUTUALLY_EXCLUSIVE,
+        required_one_of=[("cert_content", "cert_src")],
+        supports_check_mode=True,
+    )
+    if mat.x509 is None:
+        module.fail_json(msg=missing_required_lib("cryptography"))
+    deploy = Deploy(module, server)
+    try:
+        result = deploy.run()
+    except DeployError as exc:
+        result = dict(deploy.result)
+        result.update(exc.details)
+        if not module._diff:
+            result.pop("diff", None)
+        module.fail_json(msg=exc.message, **result)
+    if not module._diff:
+        result.pop("diff", None)
+    module.exit_json(**result)

@@ -1,0 +1,418 @@
+# -*- coding: utf-8 -*-
+# Copyright: certfleet.deploy contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The multi-file swap: all of a server's files change together, or none do.
+
+One transaction per target, in a state directory the server never reads:
+
+    STATE/lock                 fcntl lock: runs on one host serialise here
+    STATE/journal.json         what is in flight (paths, hashes, modes; no keys)
+    STATE/backups/ID/N.NAME    the files as they were, with owner and mode
+
+Phases recorded in the journal: ``backed_up`` (backups written), ``staged``
+(temporary files beside each destination), ``swapped`` (every rename done),
+``verified`` (the server serves the new files). A run that finds a journal
+left by a killed run finishes it first: ``verified`` is completed, anything
+earlier is put back as it was.
+"""
+
+from __future__ import annotations
+
+import datetime
+import errno
+import fcntl
+import hashlib
+import json
+import os
+import secrets
+import shutil
+import stat
+import time
+from dataclasses import asdict, dataclass
+
+from ansible_collections.certfleet.deploy.plugins.module_utils.errors import (
+    LockError,
+    TransactionError,
+)
+from ansible_collections.certfleet.deploy.plugins.module_utils.ownership import (
+    Ownership,
+)
+
+JOURNAL = "journal.json"
+LOCK = "lock"
+BACKUPS = "backups"
+STAGE_SUFFIX = ".certfleet-stage"
+
+
+def digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def read_bytes(path: str) -> bytes | None:
+    try:
+        with open(path, "rb") as handle:
+            return handle.read()
+    except FileNotFoundError:
+        return None
+
+
+def fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_new(path: str, data: bytes, owner: Ownership) -> None:
+    """Create ``path`` exclusively at 0600, write, fsync, then own and chmod.
+
+    The file is never readable by anyone else while it holds partial data or
+    before its final mode is set.
+    """
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+        uid = -1 if owner.uid is None else owner.uid
+        gid = -1 if owner.gid is None else owner.gid
+        if uid not in (-1, os.geteuid()) or gid not in (-1, os.getegid()):
+            os.fchown(fd, uid, gid)
+        os.fchmod(fd, owner.mode)
+    finally:
+        os.close(fd)
+
+
+def new_deployment_id() -> str:
+    now = datetime.datetime.now(datetime.timezone.utc)
+    return f"{now:%Y%m%dT%H%M%S}Z-{secrets.token_hex(3)}"
+
+
+@dataclass
+class FileSpec:
+    """One file the server reads: where it goes and what it must hold."""
+
+    path: str
+    content: bytes
+    owner: Ownership
+    secret: bool = False
+    follow_symlinks: bool = True
+    label: str = ""
+
+
+@dataclass
+class Change:
+    """A file that differs from what it should be, as recorded in the journal."""
+
+    path: str            # the real file written (a symlink's target)
+    given: str           # the path as the operator named it
+    label: str
+    secret: bool
+    existed: bool
+    old_sha256: str | None
+    new_sha256: str
+    uid: int | None
+    gid: int | None
+    mode: int
+    old_uid: int | None = None
+    old_gid: int | None = None
+    old_mode: int | None = None
+    backup: str | None = None
+    stage: str | None = None
+
+
+def _target(spec: FileSpec) -> str:
+    """The file to write: a symlinked destination's target unless told not to."""
+    if spec.follow_symlinks and os.path.islink(spec.path):
+        return os.path.realpath(spec.path)
+    return spec.path
+
+
+class Transaction:
+    """A locked, journaled swap of one target's files. Use as a context manager."""
+
+    def __init__(self, state_dir: str, lock_timeout: float = 60,
+                 retention: int = 5) -> None:
+        self.state_dir = os.path.abspath(state_dir)
+        self.lock_timeout = lock_timeout
+        self.retention = retention
+        self.deployment_id = new_deployment_id()
+        self.changes: list = []
+        self._contents: dict = {}
+        self.phase = "new"
+        self._lock_fd: int | None = None
+        self.lock_wait_ms = 0
+
+    # -- lock and journal ---------------------------------------------------
+
+    def __enter__(self) -> "Transaction":
+        try:
+            os.makedirs(self.state_dir, mode=0o700, exist_ok=True)
+            fd = os.open(os.path.join(self.state_dir, LOCK),
+                         os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise TransactionError(
+                f"Cannot open the state directory {self.state_dir}: "
+                f"{exc.strerror}."
+            ) from None
+        started = time.monotonic()
+        deadline = started + self.lock_timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError as exc:
+                if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                    os.close(fd)
+                    raise
+                if time.monotonic() >= deadline:
+                    os.close(fd)
+                    raise LockError(
+                        f"Another deploy holds the lock on {self.state_dir} "
+                        f"and did not release it within {self.lock_timeout} s."
+                    ) from None
+                time.sleep(0.05)
+        self._lock_fd = fd
+        self.lock_wait_ms = int((time.monotonic() - started) * 1000)
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        if self._lock_fd is not None:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    @property
+    def journal_path(self) -> str:
+        return os.path.join(self.state_dir, JOURNAL)
+
+    @property
+    def backup_root(self) -> str:
+        return os.path.join(self.state_dir, BACKUPS)
+
+    def _write_journal(self, phase: str) -> None:
+        """Record the phase atomically: temp file, fsync, rename, fsync dir."""
+        self.phase = phase
+        record = {
+            "deployment_id": self.deployment_id,
+            "phase": phase,
+            "changes": [asdict(c) for c in self.changes],
+        }
+        temp = self.journal_path + ".tmp"
+        if os.path.exists(temp):
+            os.unlink(temp)
+        data = json.dumps(record, indent=1, sort_keys=True).encode()
+        write_new(temp, data, Ownership(None, None, 0o600))
+        os.replace(temp, self.journal_path)
+        fsync_dir(self.state_dir)
+
+    def _drop_journal(self) -> None:
+        try:
+            os.unlink(self.journal_path)
+        except FileNotFoundError:
+            return
+        fsync_dir(self.state_dir)
+
+    # -- recovery -------------------------------------------------------------
+
+    def recover(self) -> dict | None:
+        """Finish a transaction a killed run left behind; say what was done."""
+        raw = read_bytes(self.journal_path)
+        if raw is None:
+            return None
+        try:
+            record = json.loads(raw)
+            changes = [Change(**c) for c in record["changes"]]
+            phase, old_id = record["phase"], record["deployment_id"]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise TransactionError(
+                f"The journal {self.journal_path} is unreadable ({exc}); "
+                "check the files and backups by hand, then remove it."
+            ) from None
+        saved_id, self.deployment_id = self.deployment_id, old_id
+        self.changes = changes
+        if phase == "verified":
+            self._cleanup_stages()
+            self._drop_journal()
+            action = "completed"
+        else:
+            self.rollback()
+            action = "restored"
+        self.deployment_id, self.changes, self.phase = saved_id, [], "new"
+        return {"deployment_id": old_id, "phase": phase, "action": action}
+
+    # -- planning ---------------------------------------------------------------
+
+    def plan(self, specs: list) -> list:
+        """Compare every destination with what it should hold; keep the diffs."""
+        changes, self._contents = [], {}
+        for spec in specs:
+            path = _target(spec)
+            current = read_bytes(path)
+            new_sha = digest(spec.content)
+            info = os.stat(path) if current is not None else None
+            same = (
+                current is not None
+                and digest(current) == new_sha
+                and stat.S_IMODE(info.st_mode) == spec.owner.mode
+                and spec.owner.uid in (None, info.st_uid)
+                and spec.owner.gid in (None, info.st_gid)
+            )
+            if same:
+                continue
+            changes.append(Change(
+                path=path, given=spec.path, label=spec.label or spec.path,
+                secret=spec.secret, existed=current is not None,
+                old_sha256=digest(current) if current is not None else None,
+                new_sha256=new_sha, uid=spec.owner.uid, gid=spec.owner.gid,
+                mode=spec.owner.mode,
+                old_uid=info.st_uid if info else None,
+                old_gid=info.st_gid if info else None,
+                old_mode=stat.S_IMODE(info.st_mode) if info else None,
+            ))
+            self._contents[path] = spec.content
+        self.changes = changes
+        return changes
+
+    # -- the swap ---------------------------------------------------------------
+
+    def backup(self) -> None:
+        """Copy every existing file into this deployment's backup directory."""
+        directory = os.path.join(self.backup_root, self.deployment_id)
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        os.chmod(self.backup_root, 0o700)
+        for number, change in enumerate(self.changes):
+            if not change.existed:
+                continue
+            backup = os.path.join(
+                directory, f"{number}.{os.path.basename(change.path)}")
+            data = read_bytes(change.path)
+            if data is None or digest(data) != change.old_sha256:
+                raise TransactionError(
+                    f"{change.path} changed while it was being backed up; "
+                    "nothing was replaced."
+                )
+            write_new(backup, data, Ownership(change.old_uid, change.old_gid,
+                                              change.old_mode))
+            change.backup = backup
+        fsync_dir(directory)
+        self._write_journal("backed_up")
+
+    def stage(self) -> None:
+        """Write each new file beside its destination, final owner and mode."""
+        for change in self.changes:
+            directory, name = os.path.split(change.path)
+            change.stage = os.path.join(
+                directory, f".{name}.{self.deployment_id}{STAGE_SUFFIX}")
+        self._write_journal("staged")
+        for change in self.changes:
+            write_new(change.stage, self._contents[change.path],
+                      Ownership(change.uid, change.gid, change.mode))
+
+    def swap(self) -> None:
+        """Rename every staged file over its destination; fsync directories."""
+        for change in self.changes:
+            os.replace(change.stage, change.path)
+        for directory in sorted({os.path.dirname(c.path) for c in self.changes}):
+            fsync_dir(directory)
+        self._write_journal("swapped")
+
+    def apply(self) -> None:
+        """Back up, stage and swap; any error puts every file back, then raises."""
+        try:
+            self.backup()
+            self.stage()
+            self.swap()
+        except OSError as exc:
+            self.rollback()
+            where = f" ({exc.filename})" if exc.filename else ""
+            raise TransactionError(
+                f"Replacing the files failed{where}: {exc.strerror or exc}; "
+                "every file was put back as it was."
+            ) from None
+
+    def mark_verified(self) -> None:
+        self._write_journal("verified")
+
+    def commit(self) -> None:
+        """Forget the transaction: prune old backups, drop the journal."""
+        self._cleanup_stages()
+        self._drop_journal()
+        self.prune()
+
+    # -- undo -------------------------------------------------------------------
+
+    def _cleanup_stages(self) -> None:
+        for change in self.changes:
+            if change.stage and os.path.lexists(change.stage):
+                os.unlink(change.stage)
+
+    def _restore_one(self, change: Change) -> None:
+        current = read_bytes(change.path)
+        if not change.existed:
+            if current is not None and digest(current) == change.new_sha256:
+                os.unlink(change.path)
+            return
+        data = read_bytes(change.backup) if change.backup else None
+        if data is None:
+            if current is not None and digest(current) == change.old_sha256:
+                return  # never replaced: the backup was not needed
+            raise TransactionError(
+                f"The backup of {change.path} is missing; it cannot be restored."
+            )
+        if current is not None and digest(current) == change.old_sha256:
+            info = os.stat(change.path)
+            if stat.S_IMODE(info.st_mode) == change.old_mode:
+                return
+        directory, name = os.path.split(change.path)
+        temp = os.path.join(
+            directory, f".{name}.{self.deployment_id}.restore{STAGE_SUFFIX}")
+        if os.path.lexists(temp):
+            os.unlink(temp)
+        write_new(temp, data,
+                  Ownership(change.old_uid, change.old_gid, change.old_mode))
+        os.replace(temp, change.path)
+
+    def rollback(self) -> None:
+        """Put every file back as it was; leave no staged file behind."""
+        self._cleanup_stages()
+        failures = []
+        for change in reversed(self.changes):
+            try:
+                self._restore_one(change)
+            except (OSError, TransactionError) as exc:
+                failures.append(f"{change.path}: {exc}")
+        for directory in sorted({os.path.dirname(c.path) for c in self.changes}):
+            if os.path.isdir(directory):
+                fsync_dir(directory)
+        if failures:
+            self._write_journal("restore_failed")
+            raise TransactionError(
+                "Restoring the previous files failed: " + "; ".join(failures),
+                backups=self.backups(),
+            )
+        self._drop_journal()
+        shutil.rmtree(os.path.join(self.backup_root, self.deployment_id),
+                      ignore_errors=True)
+        self.phase = "rolled_back"
+
+    def backups(self) -> list:
+        return [
+            {"path": c.path, "backup": c.backup}
+            for c in self.changes if c.backup
+        ]
+
+    def prune(self) -> list:
+        """Remove backup directories beyond the retention count, oldest first."""
+        try:
+            entries = sorted(os.listdir(self.backup_root))
+        except FileNotFoundError:
+            return []
+        removed = entries[:max(0, len(entries) - self.retention)]
+        for entry in removed:
+            shutil.rmtree(os.path.join(self.backup_root, entry))
+        return removed
+
