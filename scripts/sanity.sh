@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# Run `ansible-test sanity` on this collection.
+#
+# ansible-test insists on running from a real directory named
+# .../ansible_collections/certfleet/deploy, so this copies the files git
+# knows about (tracked, plus untracked ones that are not ignored) into
+# .build/sanity/ansible_collections/certfleet/deploy and runs there.
+#
+# Sanity tests install their tools into virtual environments of their own,
+# which ansible-test bootstraps with a pip script it downloads from a host
+# this machine cannot reach. scripts/get_pip_standin.py is put in that
+# script's cache slot instead; it uses ensurepip and the package index.
+#
+# Extra arguments go to ansible-test, e.g. `scripts/sanity.sh --test pep8`.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
+PYTHON="$ROOT/.venv/bin/python"
+COPY="$ROOT/.build/sanity/ansible_collections/certfleet/deploy"
+CACHE="$HOME/.ansible/test/cache"
+STANDIN_MARK='Offline stand-in for the pip bootstrap script'
+
+log() { printf 'sanity: %s\n' "$*" >&2; }
+die() { printf 'sanity: error: %s\n' "$*" >&2; exit 1; }
+
+[ -x "$PYTHON" ] || die "$PYTHON is missing; run scripts/bootstrap.sh first"
+
+seed_pip_bootstrap() {
+    # The pip version ansible-test bootstraps, read from its own source.
+    local version cached
+    version="$("$PYTHON" - <<'EOF'
+import pathlib, re, ansible_test
+source = pathlib.Path(ansible_test.__file__).parent / '_internal' / 'python_requirements.py'
+match = re.search(r"default_packages = dict\(\s*pip='([^']+)'", source.read_text())
+print(match.group(1) if match else '')
+EOF
+)"
+    [ -n "$version" ] || die "cannot tell which pip version ansible-test bootstraps"
+    cached="$CACHE/get_pip_${version//./_}.py"
+    mkdir -p "$CACHE"
+    if [ -f "$cached" ] && ! grep -q "$STANDIN_MARK" "$cached"; then
+        log "keeping the existing pip bootstrap script at $cached"
+        return 0
+    fi
+    install -m 0644 "$ROOT/scripts/get_pip_standin.py" "$cached"
+}
+
+check_ignore_files() {
+    local file
+    for file in "$ROOT"/tests/sanity/ignore-*.txt; do
+        [ -e "$file" ] || continue
+        if grep -qv '^[[:space:]]*\(#.*\)\?$' "$file"; then
+            die "${file#"$ROOT"/} has entries; this collection keeps sanity clean without ignores"
+        fi
+    done
+}
+
+make_copy() {
+    git -C "$ROOT" rev-parse --is-inside-work-tree >/dev/null 2>&1 \
+        || die "$ROOT is not a git checkout; the file list comes from git"
+    rm -rf "$ROOT/.build/sanity"
+    mkdir -p "$COPY"
+    # Files deleted from the work tree but still in the index are skipped.
+    git -C "$ROOT" ls-files -z --cached --others --exclude-standard \
+        | (cd "$ROOT" && while IFS= read -r -d '' path; do
+               if [ -e "$path" ] || [ -L "$path" ]; then printf '%s\0' "$path"; fi
+           done) \
+        | tar -C "$ROOT" --null --no-recursion -T - -cf - \
+        | tar -C "$COPY" -xf -
+    # A repository of its own, so ansible-test lists these files and does
+    # not walk up to the checkout that holds .build.
+    git -C "$COPY" init -q
+}
+
+main() {
+    local started rc
+    started=$SECONDS
+    check_ignore_files
+    seed_pip_bootstrap
+    make_copy
+    log "running ansible-test sanity in $COPY"
+    cd "$COPY"
+    rc=0
+    "$ROOT/.venv/bin/ansible-test" sanity --python 3.11 --color no "$@" || rc=$?
+    log "finished in $((SECONDS - started)) s (exit $rc)"
+    return "$rc"
+}
+
+main "$@"
