@@ -326,6 +326,9 @@ class Transaction:
             self.backup()
             self.stage()
             self.swap()
+        except TransactionError:
+            self.rollback()
+            raise
         except OSError as exc:
             self.rollback()
             where = f" ({exc.filename})" if exc.filename else ""
@@ -389,7 +392,10 @@ class Transaction:
             if os.path.isdir(directory):
                 fsync_dir(directory)
         if failures:
-            self._write_journal("restore_failed")
+            try:
+                self._write_journal("restore_failed")
+            except OSError:
+                pass  # the journal of the earlier phase also leads to a restore
             raise TransactionError(
                 "Restoring the previous files failed: " + "; ".join(failures),
                 backups=self.backups(),
