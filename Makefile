@@ -34,9 +34,13 @@ help:
 venv deps:
 	bash scripts/bootstrap.sh
 
+# Both parts always run, so one report does not hide the other.
 test: deps
-	$(MAKE) --no-print-directory pytest
-	$(MAKE) --no-print-directory sanity
+	rc=0; \
+	$(MAKE) --no-print-directory pytest || rc=1; \
+	$(MAKE) --no-print-directory sanity || rc=1; \
+	if [ "$$rc" -ne 0 ]; then echo "make test: FAILED (see pytest and sanity output above)"; fi; \
+	exit $$rc
 
 # Unit and integration tests in one run, so coverage adds up across both.
 # While tests/unit and tests/integration hold no test files at all there is
