@@ -19,14 +19,15 @@ export ANSIBLE_PYTHON_INTERPRETER := $(PYTHON)
 export CERTFLEET_VENV_PYTHON := $(PYTHON)
 export PATH := $(VENV)/bin:$(PATH)
 
-.PHONY: help venv deps test pytest unit integration sanity demo build clean
+.PHONY: help venv deps test pytest unit integration sanity lint demo build clean
 
 help:
 	@echo "make deps         install Debian packages, .venv and the collection link"
-	@echo "make test         unit + integration tests with coverage, then sanity"
+	@echo "make test         unit + integration tests with coverage, sanity, lint"
 	@echo "make unit         unit tests only (no coverage gate)"
 	@echo "make integration  integration tests only (no coverage gate)"
 	@echo "make sanity       ansible-test sanity on a copy of the collection"
+	@echo "make lint         ansible-lint (own venv in .build/venv-lint)"
 	@echo "make demo         deploy a certificate to a throw-away nginx and prove it"
 	@echo "make build        build the collection artifact into .build/dist"
 	@echo "make clean        remove .venv, .build and test outputs"
@@ -36,10 +37,11 @@ venv deps:
 
 # Both parts always run, so one report does not hide the other.
 test: deps
-	rc=0; \
+	@rc=0; \
 	$(MAKE) --no-print-directory pytest || rc=1; \
 	$(MAKE) --no-print-directory sanity || rc=1; \
-	if [ "$$rc" -ne 0 ]; then echo "make test: FAILED (see pytest and sanity output above)"; fi; \
+	$(MAKE) --no-print-directory lint || rc=1; \
+	if [ "$$rc" -ne 0 ]; then echo "make test: FAILED (see the output above)"; fi; \
 	exit $$rc
 
 # Unit and integration tests in one run, so coverage adds up across both.
@@ -63,6 +65,9 @@ integration: deps
 
 sanity: deps
 	bash scripts/sanity.sh
+
+lint: deps
+	bash scripts/lint.sh
 
 demo: deps
 	bash scripts/demo.sh
