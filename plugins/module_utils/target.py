@@ -235,8 +235,18 @@ class Deploy:
         return commands.make(value, what, self.server.name)
 
     def endpoints(self) -> list:
-        given = self.params.get("verify_endpoint") or [f"127.0.0.1:{self.server.port}"]
+        given = self.params.get("verify_endpoint") or [
+            f"127.0.0.1:{self.server.port}"
+        ]
         return [probe.parse_endpoint(e, self.server.port) for e in given]
+
+    def probe_targets(self) -> list:
+        """Every (endpoint, server name) pair that must serve the new leaf.
+
+        A server whose clients reach it under several names, or without SNI,
+        overrides this to probe each of them.
+        """
+        return [(endpoint, self.sni) for endpoint in self.endpoints()]
 
     def server_name(self, material: mat.Material) -> str | None:
         if self.params.get("verify_server_name"):
@@ -251,7 +261,7 @@ class Deploy:
     def run(self) -> dict:
         p = self.params
         with self.timings.step("material"):
-            material = load_material(p)
+            material = self.material = load_material(p)
             specs = self.specs(material)
         for warning in material.warnings:
             self.module.warn(warning)
@@ -316,6 +326,10 @@ class Deploy:
         txn.mark_verified()
         with self.timings.step("prune"):
             txn.commit()
+            self.after_commit(txn)
+
+    def after_commit(self, txn: Transaction) -> None:
+        """Work left once the new files are proven served (none by default)."""
 
     def file_entry(self, spec: FileSpec, changes: list) -> dict:
         change = next((c for c in changes if c.given == spec.path), None)
@@ -356,7 +370,11 @@ class Deploy:
     # -- apply, verify, roll back --------------------------------------------
 
     def apply(self) -> float:
-        """Reload (or the server's equivalent); return when it was told."""
+        """Reload (or the server's equivalent); return when it was told.
+
+        Servers that apply differently (a runtime API, a watched file)
+        override this; it runs again, on the restored files, in a rollback.
+        """
         told = time.monotonic()
         if self.reload:
             with self.timings.step("reload"):
@@ -382,9 +400,9 @@ class Deploy:
             interval=self.server.confirm_interval,
         )
         served = {"endpoints": [], "attempts": 0, "handshakes": 0}
-        for endpoint in self.endpoints():
+        for endpoint, server_name in self.probe_targets():
             verdict = self.prober().wait_for(
-                endpoint, self.sni, expected, backoff, confirm,
+                endpoint, server_name, expected, backoff, confirm,
                 p["verify_timeout"], since=since)
             served["attempts"] += verdict.attempts
             served["handshakes"] += verdict.handshakes
@@ -508,7 +526,7 @@ class Deploy:
                 f"not_after={info['not_after']} sha256={info['sha256']}")
 
 
-def main(server: Server) -> None:
+def main(server: Server, deploy_class: type = Deploy) -> None:
     """The whole ``main()`` of a server module."""
     module = AnsibleModule(
         argument_spec=argument_spec(server),
@@ -518,7 +536,7 @@ def main(server: Server) -> None:
     )
     if mat.x509 is None:
         module.fail_json(msg=missing_required_lib("cryptography"))
-    deploy = Deploy(module, server)
+    deploy = deploy_class(module, server)
     try:
         result = deploy.run()
     except DeployError as exc:
