@@ -77,15 +77,13 @@ attributes:
   platform:
     support: full
     platforms: posix
-  action_group:
-    support: full
-    membership:
-      - certfleet.deploy.deploy
 notes:
   - The handshake does not check trust or the host name; it reports what was
     sent so that fingerprints can be compared.
   - The whole served chain is reported on Python 3.10 and later; older
     Pythons report the leaf alone.
+  - Not in the C(certfleet.deploy.deploy) action group, whose defaults are
+    the server modules' options.
 author:
   - certfleet.deploy maintainers
 seealso:
