@@ -75,15 +75,6 @@ def test_validate_command_accepts_the_config(nginx_site: Nginx) -> None:
     assert "test is successful" in result.stderr
 
 
-def _state_and_parent(pid: int) -> tuple[str, int] | None:
-    """Read a process's state letter and parent PID; None once it is gone."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except FileNotFoundError:
-        return None
-    return fields[0], int(fields[1])
-
-
 def test_workers_are_children_of_the_master(nginx_site: Nginx) -> None:
     master = nginx_site.master_pid()
     workers = nginx_site.worker_pids()
@@ -92,7 +83,7 @@ def test_workers_are_children_of_the_master(nginx_site: Nginx) -> None:
     assert workers
     assert workers == nginx_support._children_by_scan(master)
     for pid in workers:
-        assert _state_and_parent(pid) == ("S", master)
+        assert nginx_support._proc_stat(pid) == ("nginx", "S", master)
 
 
 def test_reload_serves_the_swapped_files(nginx_site: Nginx, pki: PKI) -> None:
@@ -136,8 +127,8 @@ def test_stop_kills_a_master_that_ignores_sigterm(
 
     assert not Path(f"/proc/{master}").exists()
     for pid in workers:
-        state = _state_and_parent(pid)
-        assert state is None or state[0] == "Z", f"worker {pid} still runs"
+        stat = nginx_support._proc_stat(pid)  # comm, state, ppid
+        assert stat is None or stat[1] == "Z", f"worker {pid} still runs"
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection((nginx_site.host, nginx_site.port), timeout=1)
 

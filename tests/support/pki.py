@@ -215,44 +215,26 @@ class PKI:
         role = "root" if parent is None else "intermediate"
         key = pooled_key(self.name, role, "rsa")
         subject = _name(common_name, self.name)
-        ski = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
-        builder = (
-            x509.CertificateBuilder()
-            .subject_name(subject)
-            .issuer_name(parent.cert.subject if parent else subject)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(utc_now() - BACKDATE)
-            .not_valid_after(not_after)
+        signer = parent.key if parent else key
+        cert = (
+            _builder(
+                subject,
+                parent.cert.subject if parent else subject,
+                key,
+                utc_now() - BACKDATE,
+                not_after,
+                parent.ski if parent else None,
+            )
             .add_extension(
                 x509.BasicConstraints(
                     ca=True, path_length=None if parent is None else 0
                 ),
                 critical=True,
             )
-            .add_extension(
-                x509.KeyUsage(
-                    digital_signature=False,
-                    content_commitment=False,
-                    key_encipherment=False,
-                    data_encipherment=False,
-                    key_agreement=False,
-                    key_cert_sign=True,
-                    crl_sign=True,
-                    encipher_only=False,
-                    decipher_only=False,
-                ),
-                critical=True,
-            )
-            .add_extension(ski, critical=False)
+            .add_extension(_key_usage(ca=True), critical=True)
+            .sign(signer, _signing_hash(signer))
         )
-        signer = parent.key if parent else key
-        aki_source = parent.ski if parent else ski
-        builder = builder.add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(aki_source),
-            critical=False,
-        )
-        return Issuer(builder.sign(signer, _signing_hash(signer)), key)
+        return Issuer(cert, key)
 
     def leaf(
         self,
@@ -285,9 +267,8 @@ class PKI:
         start = not_before or utc_now() - BACKDATE
         end = not_after or start + LEAF_LIFETIME
         subject = _name(names[0], self.name)
-        ski = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
         if issuer == "self":
-            signer, issuer_name, aki_source, chain = key, subject, ski, []
+            signer, issuer_name, aki_source, chain = key, subject, None, []
         elif issuer in ("intermediate", "root"):
             ca = self._intermediate if issuer == "intermediate" else self._root
             signer, issuer_name, aki_source = ca.key, ca.cert.subject, ca.ski
@@ -296,31 +277,21 @@ class PKI:
             raise ValueError(
                 f"Unknown issuer {issuer!r}: use intermediate, root or self"
             )
+        usage = _key_usage(
+            signing=True, encipherment=isinstance(key, RSAPrivateKey)
+        )
         cert = (
-            x509.CertificateBuilder()
-            .subject_name(subject)
-            .issuer_name(issuer_name)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(start)
-            .not_valid_after(end)
+            _builder(subject, issuer_name, key, start, end, aki_source)
             .add_extension(
                 x509.BasicConstraints(ca=False, path_length=None), critical=True
             )
-            .add_extension(_leaf_key_usage(key), critical=True)
+            .add_extension(usage, critical=True)
             .add_extension(
                 x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]),
                 critical=False,
             )
             .add_extension(
                 x509.SubjectAlternativeName([x509.DNSName(n) for n in names]),
-                critical=False,
-            )
-            .add_extension(ski, critical=False)
-            .add_extension(
-                x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(
-                    aki_source
-                ),
                 critical=False,
             )
             .sign(signer, _signing_hash(signer))
@@ -398,18 +369,55 @@ class PKI:
         return path
 
 
-def _leaf_key_usage(key: PrivateKey) -> x509.KeyUsage:
-    """keyUsage for a server leaf: keyEncipherment only makes sense for RSA."""
+def _key_usage(
+    *, signing: bool = False, encipherment: bool = False, ca: bool = False
+) -> x509.KeyUsage:
+    """keyUsage with the given bits set and every other bit clear.
+
+    Leaves sign (and RSA leaves also encipher, for RSA key exchange); CAs
+    sign certificates and CRLs only.
+    """
     return x509.KeyUsage(
-        digital_signature=True,
+        digital_signature=signing,
         content_commitment=False,
-        key_encipherment=isinstance(key, RSAPrivateKey),
+        key_encipherment=encipherment,
         data_encipherment=False,
         key_agreement=False,
-        key_cert_sign=False,
-        crl_sign=False,
+        key_cert_sign=ca,
+        crl_sign=ca,
         encipher_only=False,
         decipher_only=False,
+    )
+
+
+def _builder(
+    subject: x509.Name,
+    issuer_name: x509.Name,
+    key: PrivateKey,
+    not_before: datetime.datetime,
+    not_after: datetime.datetime,
+    issuer_ski: x509.SubjectKeyIdentifier | None,
+) -> x509.CertificateBuilder:
+    """Start a certificate with what every one here has.
+
+    That is names, public key, random serial, validity window, SKI, and an
+    AKI taken from ``issuer_ski`` (from the certificate's own SKI when it
+    is None: self-signed).
+    """
+    ski = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
+    aki = x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(
+        issuer_ski or ski
+    )
+    return (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
+        .add_extension(ski, critical=False)
+        .add_extension(aki, critical=False)
     )
 
 
