@@ -162,6 +162,16 @@ options:
       - Server name (SNI) sent in each handshake. Defaults to the first DNS
         name of the certificate (a wildcard's parent name).
     type: str
+  verify_protocol:
+    description:
+      - How each probe starts TLS. V(tls) is implicit TLS; V(smtp), V(imap)
+        and V(pop3) ask for STARTTLS first, and a refusal fails the probe with
+        the server's own reply.
+      - V(auto) chooses by port, for each endpoint: STARTTLS on 25 and 587
+        (SMTP), 143 (IMAP) and 110 (POP3); implicit TLS on every other port.
+    type: str
+    choices: [auto, tls, smtp, imap, pop3]
+    default: auto
   verify_attempts:
     description:
       - How many times to probe before giving up.

@@ -32,7 +32,7 @@ CLOCK_SKEW = datetime.timedelta(minutes=5)
 
 _BOM = b"\xef\xbb\xbf"
 _BLOCK = re.compile(
-    rb"-----BEGIN ([A-Z0-9 ]+)-----\n(.*?)\n?-----END \1-----", re.DOTALL
+    rb"-----BEGIN ([A-Z0-9 ]+)-----[ \t]*\n(.*?)\n?-----END \1-----", re.DOTALL
 )
 _BEGIN = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----")
 _CERT_LABELS = (b"CERTIFICATE", b"TRUSTED CERTIFICATE", b"X509 CERTIFICATE")
@@ -139,17 +139,27 @@ def cert_pem(cert) -> bytes:
     return cert.public_bytes(serialization.Encoding.PEM)
 
 
-def subject_alt_names(cert) -> list[str]:
-    """DNS names and IP addresses of the subjectAltName extension."""
+def _san_values(cert, kind) -> list:
     try:
         ext = cert.extensions.get_extension_for_oid(
             ExtensionOID.SUBJECT_ALTERNATIVE_NAME
         )
     except x509.ExtensionNotFound:
         return []
-    names = ext.value.get_values_for_type(x509.DNSName)
-    addresses = ext.value.get_values_for_type(x509.IPAddress)
-    return list(names) + [str(a) for a in addresses]
+    return list(ext.value.get_values_for_type(kind))
+
+
+def dns_names(cert) -> list[str]:
+    return _san_values(cert, x509.DNSName)
+
+
+def ip_addresses(cert) -> list:
+    return _san_values(cert, x509.IPAddress)
+
+
+def subject_alt_names(cert) -> list[str]:
+    """DNS names and IP addresses of the subjectAltName extension."""
+    return dns_names(cert) + [str(a) for a in ip_addresses(cert)]
 
 
 def common_name(cert) -> str | None:
@@ -197,21 +207,16 @@ def name_matches(pattern: str, name: str) -> bool:
 
 
 def covers(cert, name: str) -> bool:
-    """Whether the certificate's SANs cover a DNS name or an IP address."""
+    """Whether the certificate's SANs cover a DNS name or an IP address.
+
+    An address is only covered by an iPAddress entry, as TLS clients match it;
+    a DNS entry that spells an address does not count.
+    """
     try:
         address = ipaddress.ip_address(name)
     except ValueError:
-        address = None
-    for san in subject_alt_names(cert):
-        if address is not None:
-            try:
-                if ipaddress.ip_address(san) == address:
-                    return True
-            except ValueError:
-                continue
-        elif name_matches(san, name):
-            return True
-    return False
+        return any(name_matches(san, name) for san in dns_names(cert))
+    return address in ip_addresses(cert)
 
 
 def not_before(cert) -> datetime.datetime:

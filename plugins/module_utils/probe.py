@@ -30,6 +30,16 @@ except ImportError:  # reported by the module through missing_required_lib
     x509 = None
 
 IMPLICIT_TLS = "tls"
+PROTOCOLS = ("auto", "tls", "smtp", "imap", "pop3")
+STARTTLS_PORTS = {25: "smtp", 587: "smtp", 143: "imap", 110: "pop3"}
+_LINE_LIMIT = 65536
+
+
+def protocol_for(port: int, requested: str = "auto") -> str:
+    """The handshake to use: STARTTLS on the mail ports, else implicit TLS."""
+    if requested and requested != "auto":
+        return requested
+    return STARTTLS_PORTS.get(port, IMPLICIT_TLS)
 
 
 @dataclass(frozen=True)
@@ -73,6 +83,7 @@ class Handshake:
     cipher: str
     subject: str = ""
     not_after: str = ""
+    starttls: str | None = None
 
     def as_dict(self) -> dict:
         return {
@@ -84,6 +95,7 @@ class Handshake:
             "cipher": self.cipher,
             "subject": self.subject,
             "not_after": self.not_after,
+            "starttls": self.starttls,
         }
 
 
@@ -108,6 +120,95 @@ def _served_chain(tls: ssl.SSLSocket, leaf_der: bytes) -> list:
     return result
 
 
+class _Lines:
+    """Reads CRLF-terminated lines from a plain socket, for STARTTLS."""
+
+    def __init__(self, sock: socket.socket, endpoint: Endpoint) -> None:
+        self.sock, self.endpoint, self.buffer = sock, endpoint, b""
+
+    def line(self) -> str:
+        while b"\n" not in self.buffer:
+            chunk = self.sock.recv(4096)
+            if not chunk:
+                raise ProbeError(
+                    f"{self.endpoint} closed the connection before STARTTLS"
+                    + (f" after: {self.buffer.decode(errors='replace')}"
+                       if self.buffer else "."),
+                    endpoint=str(self.endpoint))
+            self.buffer += chunk
+            if len(self.buffer) > _LINE_LIMIT:
+                raise ProbeError(f"{self.endpoint} sent an overlong line.")
+        line, _, self.buffer = self.buffer.partition(b"\n")
+        return line.decode("utf-8", errors="replace").rstrip("\r")
+
+    def send(self, text: str) -> None:
+        self.sock.sendall(text.encode("ascii") + b"\r\n")
+
+    def smtp_reply(self) -> list:
+        """A whole SMTP reply: lines until one whose fourth character is a space."""
+        lines = [self.line()]
+        while len(lines[-1]) > 3 and lines[-1][3] == "-":
+            lines.append(self.line())
+        return lines
+
+    def refuse(self, protocol: str, reply) -> None:
+        text = " | ".join(reply) if isinstance(reply, list) else reply
+        raise ProbeError(
+            f"{self.endpoint} refused STARTTLS over {protocol.upper()}: {text}",
+            endpoint=str(self.endpoint), reply=text)
+
+
+def _starttls_smtp(lines: _Lines) -> None:
+    greeting = lines.smtp_reply()
+    if not greeting[0].startswith("220"):
+        lines.refuse("smtp", greeting)
+    lines.send("EHLO certfleet-probe.invalid")
+    ehlo = lines.smtp_reply()
+    if not ehlo[0].startswith("250"):
+        lines.refuse("smtp", ehlo)
+    if not any(line[4:].upper().startswith("STARTTLS") for line in ehlo):
+        lines.refuse("smtp", ["no STARTTLS in the EHLO reply"] + ehlo)
+    lines.send("STARTTLS")
+    reply = lines.smtp_reply()
+    if not reply[0].startswith("220"):
+        lines.refuse("smtp", reply)
+
+
+def _starttls_imap(lines: _Lines) -> None:
+    greeting = lines.line()
+    if not greeting.startswith("* OK"):
+        lines.refuse("imap", greeting)
+    lines.send("c1 CAPABILITY")
+    capabilities = []
+    while True:
+        line = lines.line()
+        if line.startswith("c1 "):
+            break
+        capabilities.append(line)
+    if not any("STARTTLS" in c.upper().split() for c in capabilities):
+        lines.refuse("imap", ["no STARTTLS capability"] + capabilities)
+    lines.send("c2 STARTTLS")
+    reply = lines.line()
+    while reply.startswith("* "):
+        reply = lines.line()
+    if not reply.startswith("c2 OK"):
+        lines.refuse("imap", reply)
+
+
+def _starttls_pop3(lines: _Lines) -> None:
+    greeting = lines.line()
+    if not greeting.startswith("+OK"):
+        lines.refuse("pop3", greeting)
+    lines.send("STLS")
+    reply = lines.line()
+    if not reply.startswith("+OK"):
+        lines.refuse("pop3", reply)
+
+
+_STARTTLS = {"smtp": _starttls_smtp, "imap": _starttls_imap,
+             "pop3": _starttls_pop3}
+
+
 def _describe_leaf(der: bytes) -> tuple:
     if x509 is None:
         return "", ""
@@ -119,23 +220,31 @@ def handshake(
     endpoint: Endpoint,
     server_name: str | None,
     timeout: float,
+    protocol: str = "auto",
 ) -> Handshake:
-    """Connect, complete a TLS handshake, and report what was served."""
+    """Connect (STARTTLS first for a mail protocol), shake hands, report.
+
+    ``protocol`` is ``tls`` for implicit TLS, ``smtp``, ``imap`` or ``pop3``
+    for STARTTLS, or ``auto`` to choose by port.
+    """
+    protocol = protocol_for(endpoint.port, protocol)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
     try:
         with socket.create_connection((endpoint.host, endpoint.port),
                                       timeout=timeout) as raw:
+            if protocol in _STARTTLS:
+                _STARTTLS[protocol](_Lines(raw, endpoint))
             with context.wrap_socket(raw, server_hostname=server_name or None) \
                     as tls:
                 der = tls.getpeercert(binary_form=True)
                 chain = _served_chain(tls, der)
-                protocol, cipher = tls.version() or "", tls.cipher()[0]
+                version, cipher = tls.version() or "", tls.cipher()[0]
     except (OSError, ssl.SSLError, ValueError) as exc:
         raise ProbeError(
-            f"No TLS handshake with {endpoint} (SNI {server_name or 'none'}): "
-            f"{exc}",
+            f"No TLS handshake with {endpoint} ({protocol}, SNI "
+            f"{server_name or 'none'}): {exc}",
             endpoint=str(endpoint),
         ) from None
     subject, not_after = _describe_leaf(der)
@@ -144,8 +253,9 @@ def handshake(
         server_name=server_name,
         sha256=hashlib.sha256(der).hexdigest(),
         chain_sha256=chain,
-        protocol=protocol,
+        protocol=version,
         cipher=cipher,
+        starttls=protocol if protocol in _STARTTLS else None,
         subject=subject,
         not_after=not_after,
     )
@@ -206,8 +316,10 @@ class Prober:
     """Runs the verify loop with injectable time, for tests and for callers."""
 
     def __init__(self, handshake_fn=handshake, clock=time.monotonic,
-                 sleep=time.sleep, rng=random.random) -> None:
+                 sleep=time.sleep, rng=random.random,
+                 protocol: str = "auto") -> None:
         self.handshake_fn = handshake_fn
+        self.protocol = protocol
         self.clock = clock
         self.sleep = sleep
         self.rng = rng
@@ -219,7 +331,8 @@ class Prober:
             if number:
                 self.sleep(confirm.interval)
             try:
-                seen = self.handshake_fn(endpoint, server_name, timeout)
+                seen = self.handshake_fn(endpoint, server_name, timeout,
+                                         self.protocol)
             except ProbeError as exc:
                 verdict.error = exc.message
                 verdict.handshakes += 1

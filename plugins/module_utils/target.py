@@ -100,6 +100,8 @@ def argument_spec(server: Server) -> dict:
         verify=dict(type="bool", default=True),
         verify_endpoint=dict(type="list", elements="str"),
         verify_server_name=dict(type="str"),
+        verify_protocol=dict(type="str", default="auto",
+                             choices=list(probe.PROTOCOLS)),
         verify_attempts=dict(type="int", default=3),
         verify_backoff=dict(type="float", default=1.0),
         verify_max_backoff=dict(type="float", default=16.0),
@@ -251,8 +253,7 @@ class Deploy:
     def server_name(self, material: mat.Material) -> str | None:
         if self.params.get("verify_server_name"):
             return self.params["verify_server_name"]
-        names = [n for n in mat.subject_alt_names(material.leaf)
-                 if not n.replace(".", "").replace(":", "").isdigit()]
+        names = mat.dns_names(material.leaf)
         name = names[0] if names else mat.common_name(material.leaf)
         return name[2:] if name and name.startswith("*.") else name
 
@@ -383,7 +384,7 @@ class Deploy:
         return told
 
     def prober(self) -> probe.Prober:
-        return probe.Prober()
+        return probe.Prober(protocol=self.params["verify_protocol"])
 
     def verify(self, expected: str, since: float | None, settle: bool) -> dict:
         """Probe every endpoint until each serves ``expected`` to every client."""

@@ -27,6 +27,15 @@ options:
     description:
       - Server name (SNI) to send. None is sent when omitted.
     type: str
+  protocol:
+    description:
+      - How to start TLS. V(tls) is implicit TLS; V(smtp), V(imap) and V(pop3)
+        speak the protocol and ask for STARTTLS (STLS for POP3) first.
+      - V(auto) chooses STARTTLS on ports 25 and 587 (SMTP), 143 (IMAP) and
+        110 (POP3), and implicit TLS on every other port (443, 465, 993, 995).
+    type: str
+    choices: [auto, tls, smtp, imap, pop3]
+    default: auto
   expected_sha256:
     description:
       - SHA-256 of the leaf that must be served, hex, with or without colons.
@@ -131,6 +140,10 @@ protocol:
   returned: success
   type: str
   sample: TLSv1.3
+starttls:
+  description: The protocol that negotiated STARTTLS, or null for implicit TLS.
+  returned: success
+  type: str
 cipher:
   description: Cipher suite negotiated.
   returned: success
@@ -165,7 +178,8 @@ def run(params: dict) -> dict:
     endpoint = probe.parse_endpoint(params["endpoint"], 443)
     expected = (params["expected_sha256"] or "").replace(":", "").lower()
     if not expected:
-        seen = probe.handshake(endpoint, params["server_name"], params["timeout"])
+        seen = probe.handshake(endpoint, params["server_name"], params["timeout"],
+                               params["protocol"])
         return dict(seen.as_dict(), attempts=1)
     backoff = probe.Backoff(
         attempts=params["attempts"], initial=params["backoff"],
@@ -173,7 +187,7 @@ def run(params: dict) -> dict:
         deadline=params["deadline"],
     )
     confirm = probe.Confirm(handshakes=params["confirm"], interval=0.02)
-    verdict = probe.Prober().wait_for(
+    verdict = probe.Prober(protocol=params["protocol"]).wait_for(
         endpoint, params["server_name"], expected, backoff, confirm,
         params["timeout"])
     probe.require(verdict, endpoint, expected)
@@ -185,6 +199,7 @@ def main() -> None:
         argument_spec=dict(
             endpoint=dict(type="str", required=True),
             server_name=dict(type="str"),
+            protocol=dict(type="str", default="auto", choices=list(probe.PROTOCOLS)),
             expected_sha256=dict(type="str"),
             timeout=dict(type="float", default=5.0),
             attempts=dict(type="int", default=3),
