@@ -45,13 +45,20 @@ test: deps
 	exit $$rc
 
 # Unit and integration tests in one run, so coverage adds up across both.
+# Coverage follows the tests into child Python processes (`patch` in
+# pyproject.toml) and into modules that ansible-playbook runs from AnsiballZ
+# zips (ansible-core's coverage hook, scripts/coverage-ansiballz.ini).
 # While tests/unit and tests/integration hold no test files at all there is
 # nothing to run (and no coverage to gate); after that every failure counts,
 # including pytest's exit 5 for "collected nothing".
+ANSIBALLZ_COVERAGE := {"config": "$(ROOT)/scripts/coverage-ansiballz.ini", "output": "$(ROOT)/.coverage.ansiballz"}
+
 pytest: deps
 	@if [ -z "$$(find tests/unit tests/integration \( -name 'test_*.py' -o -name '*_test.py' \) -print -quit 2>/dev/null)" ]; then \
 	    echo "pytest: no test files under tests/unit or tests/integration yet; skipped"; \
 	else \
+	    rm -f .coverage .coverage.*; \
+	    export _ANSIBLE_ANSIBALLZ_COVERAGE_CONFIG='$(ANSIBALLZ_COVERAGE)'; \
 	    set -x; "$(PYTHON)" -m pytest \
 	        --cov --cov-report=term-missing --cov-fail-under=$(COV_FAIL_UNDER) \
 	        $(PYTEST_ARGS); \
