@@ -277,8 +277,8 @@ class Deploy:
         ] if self.serves_chain() else [material.sha256]
         self.sni = self.server_name(material)
         state_dir = p.get("backup_dir") or self.server.state_dir
-        with Transaction(state_dir, p["lock_timeout"],
-                         p["backup_retention"]) as txn:
+        with Transaction(state_dir, p["lock_timeout"], p["backup_retention"],
+                         read_only=self.module.check_mode) as txn:
             self.timings.steps["lock"] = txn.lock_wait_ms
             self.transact(txn, specs)
         return self.result
@@ -290,7 +290,8 @@ class Deploy:
 
     def transact(self, txn: Transaction, specs: list) -> None:
         with self.timings.step("recover"):
-            recovered = txn.recover()
+            recovered = (txn.pending() if self.module.check_mode
+                         else txn.recover())
         if recovered:
             self.result["recovered"] = recovered
         with self.timings.step("compare"):
@@ -299,7 +300,7 @@ class Deploy:
         self.result["files"] = [self.file_entry(s, changes) for s in specs]
         self.result["diff"] = self.diff(specs, changes)
         if not changes:
-            forced = bool(recovered and recovered["action"] == "restored")
+            forced = bool(recovered) and recovered["phase"] != "verified"
             self.converge(forced)
             return
         self.result["changed"] = True

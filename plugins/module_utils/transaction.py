@@ -135,8 +135,9 @@ class Transaction:
     """A locked, journaled swap of one target's files. Use as a context manager."""
 
     def __init__(self, state_dir: str, lock_timeout: float = 60,
-                 retention: int = 5) -> None:
+                 retention: int = 5, read_only: bool = False) -> None:
         self.state_dir = os.path.abspath(state_dir)
+        self.read_only = read_only
         self.lock_timeout = lock_timeout
         self.retention = retention
         self.deployment_id = new_deployment_id()
@@ -149,10 +150,16 @@ class Transaction:
     # -- lock and journal ---------------------------------------------------
 
     def __enter__(self) -> "Transaction":
+        """Take the lock; a read-only (check mode) run creates nothing for it."""
+        if self.read_only and not os.path.exists(
+                os.path.join(self.state_dir, LOCK)):
+            return self
         try:
-            os.makedirs(self.state_dir, mode=0o700, exist_ok=True)
+            if not self.read_only:
+                os.makedirs(self.state_dir, mode=0o700, exist_ok=True)
             fd = os.open(os.path.join(self.state_dir, LOCK),
-                         os.O_RDWR | os.O_CREAT, 0o600)
+                         os.O_RDONLY if self.read_only
+                         else os.O_RDWR | os.O_CREAT, 0o600)
         except OSError as exc:
             raise TransactionError(
                 f"Cannot open the state directory {self.state_dir}: "
@@ -217,6 +224,19 @@ class Transaction:
         fsync_dir(self.state_dir)
 
     # -- recovery -------------------------------------------------------------
+
+    def pending(self) -> dict | None:
+        """The transaction a killed run left open, without touching it."""
+        raw = read_bytes(self.journal_path)
+        if raw is None:
+            return None
+        try:
+            record = json.loads(raw)
+            return {"deployment_id": record["deployment_id"],
+                    "phase": record["phase"], "action": "none (check mode)"}
+        except (ValueError, KeyError, TypeError):
+            return {"deployment_id": None, "phase": "unreadable",
+                    "action": "none (check mode)"}
 
     def recover(self) -> dict | None:
         """Finish a transaction a killed run left behind; say what was done."""

@@ -101,6 +101,7 @@ def test_check_mode_changes_nothing_and_diff_shows_metadata(nginx_site, pki, tmp
     assert files_of(nginx_site) == disk
     assert nginx_site.worker_pids() == workers
     assert nginx_site.served_sha256() == pki.rsa.sha256
+    assert not (tmp_path / "state").exists()
     diff = result["diff"]
     assert pki.rsa.sha256 in diff["before"] and pki.ecdsa.sha256 in diff["after"]
     assert "example.com" in diff["after"]
@@ -347,3 +348,47 @@ def test_cert_layout_and_chain_path(nginx_site, pki, tmp_path, layout) -> None:
     assert Path(nginx_site.cert_path).read_bytes() == pki.ecdsa.cert_pem
     assert chain_path.read_bytes() == pki.ecdsa.chain_pem
     assert result["served"]["chain_sha256"] == [pki.ecdsa.sha256]
+
+
+DYING_MODULE = """
+import os, runpy
+real, calls = os.replace, []
+def dying(src, dst):
+    calls.append(dst)
+    if len(calls) == int(os.environ["KILL_AT_RENAME"]):
+        os._exit(9)
+    return real(src, dst)
+os.replace = dying
+runpy.run_module(
+    "ansible_collections.certfleet.deploy.plugins.modules.nginx_certificate",
+    run_name="__main__")
+"""
+
+
+@pytest.mark.parametrize("kill_at", [3, 4])
+def test_killed_deploy_is_recovered_by_the_next_run(
+    nginx_site, pki, tmp_path, kill_at
+) -> None:
+    """Killed after the first (3) or second (4) file rename: the next run first
+    restores the old pair, then deploys, and nginx serves a consistent pair."""
+    args = args_for(nginx_site, pki.ecdsa, tmp_path)
+    died = subprocess.run(
+        [sys.executable, "-c", DYING_MODULE],
+        input=json.dumps({"ANSIBLE_MODULE_ARGS": args}), text=True,
+        capture_output=True, env=dict(os.environ, KILL_AT_RENAME=str(kill_at)),
+        check=False)
+    assert died.returncode == 9, died.stdout + died.stderr
+    assert (tmp_path / "state" / "journal.json").exists()
+    pending = run_module(MODULE, args, check_mode=True)
+    assert pending["recovered"]["phase"] == "staged"
+    assert (tmp_path / "state" / "journal.json").exists()
+    old_args = args_for(nginx_site, pki.rsa, tmp_path)
+    result = run_module(MODULE, old_args)
+    assert result["recovered"]["action"] == "restored", result
+    assert files_of(nginx_site)["fullchain.pem"][0] == pki.rsa.fullchain_pem
+    assert Path(nginx_site.key_path).read_bytes() == pki.rsa.key_pem
+    assert nginx_site.served_sha256() == pki.rsa.sha256
+    assert not (tmp_path / "state" / "journal.json").exists()
+    leftovers = [p.name for p in Path(nginx_site.cert_path).parent.iterdir()
+                 if p.name.startswith(".")]
+    assert leftovers == []
