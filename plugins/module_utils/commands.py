@@ -22,6 +22,8 @@ from ansible_collections.certfleet.deploy.plugins.module_utils.errors import (
 
 TIMED_OUT = 124
 NOT_FOUND = 127
+KILL_SIGNAL = 9
+KILLED = 128 + KILL_SIGNAL
 _STDERR_LIMIT = 2000
 
 
@@ -33,10 +35,11 @@ class Command:
     what: str
     server: str
     use_shell: bool = False
+    shell_text: str = ""
 
     @property
     def text(self) -> str:
-        return shlex.join(self.argv)
+        return self.shell_text if self.use_shell else shlex.join(self.argv)
 
 
 @dataclass
@@ -51,8 +54,13 @@ def make(value, what: str, server: str, use_shell: bool = False) -> Command | No
     """Build a ``Command`` from a list or a string; empty means no command."""
     if not value:
         return None
-    argv = [str(v) for v in value] if isinstance(value, list) else shlex.split(value)
-    return Command(argv=argv, what=what, server=server, use_shell=use_shell)
+    if isinstance(value, list):
+        argv = [str(v) for v in value]
+        text = shlex.join(argv)
+    else:
+        argv, text = shlex.split(value), str(value)
+    return Command(argv=argv, what=what, server=server, use_shell=use_shell,
+                   shell_text=text)
 
 
 def check_available(module, command: Command | None) -> None:
@@ -81,7 +89,7 @@ def run(module, command: Command, timeout: int) -> Outcome:
     """Run ``command``; raise ``CommandError`` with its stderr unless rc is 0."""
     wrapper = ["timeout", "--kill-after=5", f"{timeout}s"]
     if command.use_shell:
-        args = wrapper + ["/bin/sh", "-c", " ".join(command.argv)]
+        args = wrapper + ["/bin/sh", "-c", command.shell_text]
     else:
         args = wrapper + command.argv
     started = time.monotonic()
@@ -89,7 +97,11 @@ def run(module, command: Command, timeout: int) -> Outcome:
     outcome = Outcome(rc, out, err, int((time.monotonic() - started) * 1000))
     details = {"cmd": command.text, "rc": rc, "stdout": _tail(out),
                "stderr": _tail(err)}
-    if rc == TIMED_OUT:
+    # timeout(1) exits 124; a command that ignores SIGTERM is killed along with
+    # timeout itself, which then shows as signal 9. Only the clock tells both
+    # apart from a command that merely exits with one of those codes.
+    ran_out = outcome.duration_ms >= timeout * 1000
+    if ran_out and rc in (TIMED_OUT, KILLED, -KILL_SIGNAL):
         raise CommandError(
             f"The {command.what} for {command.server} timed out after "
             f"{timeout} s: `{command.text}` was stopped.",

@@ -317,6 +317,11 @@ def load(
                 certs.append(_load_certificate(block, len(certs) + 1, pem.source))
             elif block.label in _KEY_LABELS:
                 keys.append((block, pem.source))
+            elif block.label == b"DSA PRIVATE KEY":
+                raise MaterialError(
+                    f"{pem.source} holds a DSA private key; TLS servers need "
+                    "an RSA, ECDSA or Ed25519 key."
+                )
             else:
                 label = block.label.decode("ascii")
                 raise MaterialError(

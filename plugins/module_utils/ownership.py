@@ -45,6 +45,10 @@ def parse_mode(value: object, option: str) -> int | None:
     """Accept an octal string (``'0640'``) or an int; ``None`` passes through."""
     if value is None or value == "":
         return None
+    if isinstance(value, bool):
+        raise DeployError(
+            f"Option {option} must be an octal mode such as '0640', not {value!r}."
+        )
     if isinstance(value, int):
         mode = value
     else:

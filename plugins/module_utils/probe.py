@@ -56,8 +56,11 @@ def parse_endpoint(text: str, default_port: int) -> Endpoint:
     """``host``, ``host:port``, ``[v6]:port`` or a bare IPv6 address."""
     text = text.strip()
     if text.startswith("["):
-        host, _, rest = text[1:].partition("]")
-        port = rest.lstrip(":") or default_port
+        host, closed, rest = text[1:].partition("]")
+        if not closed or (rest and not rest.startswith(":")):
+            raise ProbeError(f"The endpoint {text!r} is not of the form "
+                             "[address]:port.")
+        port = rest[1:] or default_port
     elif text.count(":") == 1:
         host, port = text.split(":")
     else:
@@ -137,7 +140,8 @@ class _Lines:
                     endpoint=str(self.endpoint))
             self.buffer += chunk
             if len(self.buffer) > _LINE_LIMIT:
-                raise ProbeError(f"{self.endpoint} sent an overlong line.")
+                raise ProbeError(f"{self.endpoint} sent an overlong line.",
+                                 endpoint=str(self.endpoint))
         line, _, self.buffer = self.buffer.partition(b"\n")
         return line.decode("utf-8", errors="replace").rstrip("\r")
 
@@ -278,10 +282,11 @@ class Backoff:
 
     def delay(self, attempt: int, rng=random.random) -> float:
         """The pause after failed attempt number ``attempt`` (from 1)."""
-        base = min(self.cap, self.initial * (2 ** (attempt - 1)))
+        doublings = min(max(0, attempt - 1), 64)
+        base = min(self.cap, self.initial * (2 ** doublings))
         if self.jitter:
             base *= 1 + self.jitter * (2 * rng() - 1)
-        return max(0.0, base)
+        return min(self.cap, max(0.0, base))
 
 
 @dataclass
@@ -363,14 +368,15 @@ class Prober:
         if settle_until > start:
             self.sleep(settle_until - start)
         verdict = Verdict(matched=False, attempts=0, handshakes=0)
-        for attempt in range(1, max(1, backoff.attempts) + 1):
+        last = max(1, backoff.attempts)
+        for attempt in range(1, last + 1):
             verdict.attempts = attempt
             if self._burst(endpoint, server_name, timeout, expected, confirm,
                            verdict):
                 verdict.matched = True
                 verdict.error = ""
                 break
-            if attempt == backoff.attempts:
+            if attempt == last:
                 break
             pause = backoff.delay(attempt, self.rng)
             if backoff.deadline:

@@ -183,12 +183,6 @@ def test_timeout_stops_the_command_and_says_so() -> None:
     assert error.details["rc"] == commands.TIMED_OUT
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="when the command ignores SIGTERM, timeout(1) escalates to SIGKILL "
-    "and its process group (timeout included) dies: rc -9 (137 in a shell), "
-    "not 124, so run() reports 'exited -9: no output'",
-)
 def test_command_ignoring_sigterm_is_reported_as_timed_out() -> None:
     """A hung reload that ignores SIGTERM is still reported as a timeout."""
     error = failure(["sh", "-c", "trap '' TERM; sleep 30"], timeout=1)
@@ -211,11 +205,6 @@ def test_shell_command_runs_in_a_shell() -> None:
     assert outcome.stdout == "xyz\n"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a shell command is shlex-split by make() and re-joined with spaces "
-    "by run(), which drops its quoting",
-)
 def test_shell_command_keeps_its_quoting() -> None:
     """A quoted argument with a space reaches the shell as one word."""
     outcome = commands.run(LocalModule(), command("printf '%s' 'a b'", True), 10)

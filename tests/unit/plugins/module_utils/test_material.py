@@ -782,3 +782,14 @@ def test_summary_and_info_never_hold_key_bytes(pki: PKI) -> None:
     ]
     assert summary["not_after"] == pki.rsa.cert.not_valid_after_utc.isoformat()
     assert summary["days_left"] in (88, 89)
+
+
+def test_dsa_key_is_refused_by_name(pki: PKI) -> None:
+    """A traditional DSA key block gets a message about DSA, not 'unexpected kind'."""
+    key = dsa.generate_private_key(2048).private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.TraditionalOpenSSL,
+        serialization.NoEncryption(),
+    )
+    with pytest.raises(MaterialError, match="DSA private key"):
+        material.load(cert_in(pki.rsa.fullchain_pem), key_in(key))

@@ -215,3 +215,10 @@ def test_lookups_name_the_option_they_serve() -> None:
     with pytest.raises(DeployError) as caught:
         ownership.lookup_group(MISSING_GROUP, "backup_group")
     assert "The backup_group 'certfleet-no-such-group'" in caught.value.message
+
+
+@pytest.mark.parametrize("value", [True, False])
+def test_boolean_is_not_a_mode(value: bool) -> None:
+    """YAML's yes/no must not silently become mode 0001 or 0000."""
+    with pytest.raises(DeployError, match="octal mode"):
+        ownership.parse_mode(value, "key_mode")

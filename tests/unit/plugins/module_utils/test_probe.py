@@ -111,23 +111,12 @@ def test_jitter_never_gives_a_negative_wait() -> None:
     assert Backoff(initial=1.0, jitter=2.0).delay(1, rng=lambda: 0.0) == 0.0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="jitter is applied after min(cap, ...), so a jittered wait can "
-    "exceed max_backoff, documented as the longest wait",
-)
 def test_jitter_does_not_push_a_wait_past_the_cap() -> None:
     """max_backoff is the longest wait, jitter or not."""
     backoff = Backoff(initial=1.0, cap=4.0, jitter=0.5)
     assert backoff.delay(5, rng=lambda: 0.999) <= 4.0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="initial * 2 ** (attempt - 1) overflows a float past attempt 1025, "
-    "even when the cap makes the interval constant",
-    raises=OverflowError,
-)
 def test_many_attempts_at_a_constant_interval() -> None:
     """A long constant-interval probe keeps its interval at attempt 1100."""
     assert Backoff(attempts=2000, initial=1.0, cap=1.0).delay(1100) == 1.0
@@ -228,11 +217,6 @@ def test_no_sleep_after_the_last_attempt() -> None:
     assert verdict.error == f"{ENDPOINT} served {OLD} (CN=bbbb), not {NEW}"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="wait_for compares attempt with backoff.attempts, not with the "
-    "loop's max(1, attempts), so attempts=0 sleeps after its only attempt",
-)
 def test_zero_attempts_means_one_attempt_and_no_sleep() -> None:
     """attempts below 1 still probe once, and do not wait afterwards."""
     verdict, time, _ = run_loop([OLD], Backoff(attempts=0))
@@ -657,3 +641,10 @@ def test_implicit_tls_against_a_starttls_server_fails(served_files: dict) -> Non
     assert caught.value.message.startswith(
         f"No TLS handshake with {server.endpoint} (tls, SNI example.com): "
     )
+
+
+@pytest.mark.parametrize("text", ["[::1", "[::1]443", "[::1]x:443"])
+def test_malformed_bracketed_endpoint_is_refused(text: str) -> None:
+    """An IPv6 endpoint needs its closing bracket and a colon before the port."""
+    with pytest.raises(ProbeError, match=r"\[address\]:port"):
+        probe.parse_endpoint(text, 443)
