@@ -42,3 +42,7 @@ class ProbeError(DeployError):
 
 class VerifyError(DeployError):
     """The endpoint answered, but did not serve the expected certificate."""
+
+
+class NotifyError(DeployError):
+    """A notification could not be delivered: refused, timed out or rejected."""
