@@ -127,6 +127,8 @@ options:
     description:
       - State directory of this target on the managed host: its lock, its
         journal and its backups. The server must not read it.
+      - A directory that holds a deployed file is refused, and so is one
+        inside it for servers that load whole directories (HAProxy).
       - Defaults to C(/var/lib/certfleet/SERVER).
     type: path
   backup_retention:

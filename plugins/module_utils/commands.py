@@ -63,6 +63,19 @@ def make(value, what: str, server: str, use_shell: bool = False) -> Command | No
                    shell_text=text)
 
 
+def first_found(module, programs: tuple) -> str:
+    """The first of ``programs`` found on PATH, else the first one.
+
+    Distributions name some tools differently (``apachectl``, Debian's
+    ``apache2ctl``); when none is found, the first name is the one reported
+    missing.
+    """
+    for program in programs:
+        if module.get_bin_path(program):
+            return program
+    return programs[0]
+
+
 def check_available(module, command: Command | None) -> None:
     """Fail before anything is touched when the executable is missing."""
     if command is None or command.use_shell:

@@ -11,6 +11,7 @@ roll back, result.
 
 from __future__ import annotations
 
+import os
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -65,6 +66,9 @@ class Server:
     confirm: int = 3
     confirm_interval: float = 0.02
     extra_options: dict = field(default_factory=dict)
+    # The server loads every file of a directory it is pointed at (HAProxy's
+    # ``crt DIR``): the state directory may not even be inside one.
+    loads_directories: bool = False
 
     @property
     def state_dir(self) -> str:
@@ -199,10 +203,18 @@ class Deploy:
 
     # -- preparation --------------------------------------------------------
 
+    def roles(self) -> tuple:
+        """The server's file roles for this run.
+
+        A server whose files depend on the options (a certificate that holds
+        the key unless a key file is given, say) overrides this.
+        """
+        return self.server.files
+
     def specs(self, material: mat.Material) -> list:
         """The files this server needs, with their final owner and mode."""
         p, specs = self.params, []
-        for role in self.server.files:
+        for role in self.roles():
             path = p.get(role.option)
             if not path:
                 continue
@@ -231,9 +243,16 @@ class Deploy:
         return self.params.get(f"{role.option[:-5]}_layout") or role.layout
 
     def command(self, option: str, what: str) -> commands.Command | None:
+        """The operator's command, else the server's default.
+
+        A default's program may be a tuple of names that distributions use for
+        the same tool; the first found on PATH is run.
+        """
         value = self.params.get(option)
         if value is None:
             value = list(getattr(self.server, option))
+            if value and isinstance(value[0], tuple):
+                value[0] = commands.first_found(self.module, value[0])
         return commands.make(value, what, self.server.name)
 
     def endpoints(self) -> list:
@@ -277,14 +296,37 @@ class Deploy:
         ] if self.serves_chain() else [material.sha256]
         self.sni = self.server_name(material)
         state_dir = p.get("backup_dir") or self.server.state_dir
+        self.check_state_dir(state_dir, specs)
         with Transaction(state_dir, p["lock_timeout"], p["backup_retention"],
                          read_only=self.module.check_mode) as txn:
             self.timings.steps["lock"] = txn.lock_wait_ms
             self.transact(txn, specs)
         return self.result
 
+    def check_state_dir(self, state_dir: str, specs: list) -> None:
+        """Refuse a state directory among the files the server reads.
+
+        Lock, journal and backups (old keys among them) beside the live files
+        could be loaded by the server as certificates, or read by anyone who
+        may read the live directory.
+        """
+        state = os.path.realpath(state_dir)
+        for spec in specs:
+            for live in {os.path.dirname(os.path.realpath(spec.path)),
+                         os.path.realpath(os.path.dirname(spec.path))}:
+                inside = (self.server.loads_directories
+                          and state.startswith(live.rstrip(os.sep) + os.sep))
+                if state == live or inside:
+                    where = "is" if state == live else "is inside"
+                    raise DeployError(
+                        f"backup_dir {state_dir} {where} {live}, the directory "
+                        f"of {spec.label} {spec.path}: {self.server.name} could "
+                        "read its lock, journal and backups. Choose a directory "
+                        "outside the server's certificate directories."
+                    )
+
     def serves_chain(self) -> bool:
-        layouts = {self.layout_for(r) for r in self.server.files
+        layouts = {self.layout_for(r) for r in self.roles()
                    if self.params.get(r.option)}
         return bool(layouts & {"fullchain", "combined", "key_first"})
 
