@@ -349,7 +349,7 @@ class Deploy:
         if self.module.check_mode:
             return
         with self.timings.step("swap"):
-            txn.apply()
+            txn.apply(before_swap=self.before_swap)
         self.result["files"] = [self.file_entry(s, changes) for s in specs]
         try:
             if self.validate:
@@ -374,6 +374,21 @@ class Deploy:
 
     def after_commit(self, txn: Transaction) -> None:
         """Work left once the new files are proven served (none by default)."""
+
+    def before_swap(self, txn: Transaction) -> None:
+        """Checks on the staged files before the first rename (none by default).
+
+        Servers that pick up a rename by themselves override this: for them a
+        config test after the swap would come after the server saw the files.
+        """
+
+    def settles(self) -> bool:
+        """Whether the apply step leaves a window with old and new served.
+
+        A reload does (old workers keep accepting for a while); servers that
+        switch on their own override this when they need the same care.
+        """
+        return bool(self.reload)
 
     def file_entry(self, spec: FileSpec, changes: list) -> dict:
         change = next((c for c in changes if c.given == spec.path), None)
@@ -474,7 +489,7 @@ class Deploy:
         if not self.params["verify"]:
             return
         with self.timings.step("verify"):
-            served = self.verify(self.expected, since, settle=bool(self.reload))
+            served = self.verify(self.expected, since, settle=self.settles())
         self.check_chain(served)
         self.result["served"] = served
 
@@ -516,7 +531,7 @@ class Deploy:
             try:
                 since = self.apply()
                 if self.params["verify"] and old_leaf:
-                    self.verify(old_leaf, since, settle=bool(self.reload))
+                    self.verify(old_leaf, since, settle=self.settles())
             except (CommandError, ProbeError, VerifyError) as exc:
                 self.fail_rollback(txn, cause, exc)
         self.result["rolled_back"] = True

@@ -14,6 +14,12 @@ Phases recorded in the journal: ``backed_up`` (backups written), ``staged``
 ``verified`` (the server serves the new files). A run that finds a journal
 left by a killed run finishes it first: ``verified`` is completed, anything
 earlier is put back as it was.
+
+Besides regular files, a destination may be a symbolic link (its target is
+what is compared, staged as a new link and renamed over the old one, so a
+watcher sees one move) or a new directory (created at stage time, removed
+again on rollback). Servers that watch a directory for moves (Envoy's SDS
+``watched_directory``) switch a whole versioned directory with one such link.
 """
 
 from __future__ import annotations
@@ -27,10 +33,13 @@ import os
 import secrets
 import shutil
 import stat
+import shlex
 import time
 from dataclasses import asdict, dataclass
+from typing import Callable
 
 from ansible_collections.certfleet.deploy.plugins.module_utils.errors import (
+    DeployError,
     LockError,
     TransactionError,
 )
@@ -42,6 +51,8 @@ JOURNAL = "journal.json"
 LOCK = "lock"
 BACKUPS = "backups"
 STAGE_SUFFIX = ".certfleet-stage"
+FILE, SYMLINK, DIRECTORY = "file", "symlink", "directory"
+KINDS = (FILE, SYMLINK, DIRECTORY)
 
 
 def digest(data: bytes) -> str:
@@ -86,6 +97,58 @@ def write_new(path: str, data: bytes, owner: Ownership) -> None:
         os.close(fd)
 
 
+def make_directory(path: str, owner: Ownership) -> None:
+    """Create ``path`` at 0700, then give it its owner and final mode."""
+    os.mkdir(path, 0o700)
+    uid = -1 if owner.uid is None else owner.uid
+    gid = -1 if owner.gid is None else owner.gid
+    if uid not in (-1, os.geteuid()) or gid not in (-1, os.getegid()):
+        os.chown(path, uid, gid)
+    os.chmod(path, owner.mode)
+
+
+def _stage_path(change, tag: str) -> str:
+    """Where a temporary file or link for ``change`` is written."""
+    directory, name = os.path.split(change.path)
+    return os.path.join(change.stage_dir or directory,
+                        f".{name}.{tag}{STAGE_SUFFIX}")
+
+
+def _check_stage_dir(spec) -> None:
+    """A stage directory must share the destination's filesystem (rename)."""
+    if not spec.stage_dir:
+        return
+    parent = os.path.dirname(spec.path)
+    try:
+        same = os.stat(spec.stage_dir).st_dev == os.stat(parent).st_dev
+    except FileNotFoundError as exc:
+        raise TransactionError(
+            f"Cannot stage {spec.path} in {spec.stage_dir}: {exc.filename} "
+            "does not exist."
+        ) from None
+    if not same:
+        raise TransactionError(
+            f"Cannot stage {spec.path} in {spec.stage_dir}: it is on another "
+            "filesystem, and only a rename within one filesystem is atomic."
+        )
+
+
+def _remove_created_directory(change) -> None:
+    """Remove a directory this transaction created, once it is empty again.
+
+    Files that the transaction put there were removed before (they come later
+    in the list of changes and are undone first); a directory that still holds
+    anything holds files this transaction did not write, so it stays.
+    """
+    if change.existed or not os.path.isdir(change.path):
+        return
+    try:
+        os.rmdir(change.path)
+    except OSError as exc:
+        if exc.errno != errno.ENOTEMPTY:
+            raise
+
+
 def new_deployment_id() -> str:
     now = datetime.datetime.now(datetime.timezone.utc)
     return f"{now:%Y%m%dT%H%M%S}Z-{secrets.token_hex(3)}"
@@ -93,7 +156,16 @@ def new_deployment_id() -> str:
 
 @dataclass
 class FileSpec:
-    """One file the server reads: where it goes and what it must hold."""
+    """One file the server reads: where it goes and what it must hold.
+
+    ``kind`` is ``file`` (``content`` is the file's bytes), ``symlink``
+    (``content`` is the link's target, as bytes; the link itself is replaced,
+    never followed; its owner and mode are not managed) or ``directory`` (a
+    directory to create with ``owner``; ``content`` is empty). ``stage_dir``
+    stages the new file or link in another directory of the same filesystem
+    instead of beside the destination, for servers that react to any change
+    in the destination's directory.
+    """
 
     path: str
     content: bytes
@@ -101,6 +173,8 @@ class FileSpec:
     secret: bool = False
     follow_symlinks: bool = True
     label: str = ""
+    kind: str = FILE
+    stage_dir: str | None = None
 
 
 @dataclass
@@ -122,6 +196,10 @@ class Change:
     old_mode: int | None = None
     backup: str | None = None
     stage: str | None = None
+    kind: str = FILE
+    old_link: str | None = None   # a symlink's previous target (not secret)
+    new_link: str | None = None
+    stage_dir: str | None = None
 
 
 def _target(spec: FileSpec) -> str:
@@ -146,6 +224,9 @@ class Transaction:
         self.phase = "new"
         self._lock_fd: int | None = None
         self.lock_wait_ms = 0
+        # When the last rename into place happened (swap or restore), for
+        # servers that pick changes up by themselves.
+        self.last_rename: float | None = None
 
     # -- lock and journal ---------------------------------------------------
 
@@ -269,33 +350,86 @@ class Transaction:
     def plan(self, specs: list) -> list:
         """Compare every destination with what it should hold; keep the diffs."""
         changes, self._contents = [], {}
+        planners = {FILE: self._plan_file, SYMLINK: self._plan_link,
+                    DIRECTORY: self._plan_directory}
         for spec in specs:
-            path = _target(spec)
-            current = read_bytes(path)
-            new_sha = digest(spec.content)
-            info = os.stat(path) if current is not None else None
-            same = (
-                current is not None
-                and digest(current) == new_sha
-                and stat.S_IMODE(info.st_mode) == spec.owner.mode
-                and spec.owner.uid in (None, info.st_uid)
-                and spec.owner.gid in (None, info.st_gid)
-            )
-            if same:
+            if spec.kind not in planners:
+                raise TransactionError(
+                    f"{spec.path} has an unknown kind {spec.kind!r}; "
+                    f"expected one of {', '.join(KINDS)}.")
+            _check_stage_dir(spec)
+            change = planners[spec.kind](spec)
+            if change is None:
                 continue
-            changes.append(Change(
-                path=path, given=spec.path, label=spec.label or spec.path,
-                secret=spec.secret, existed=current is not None,
-                old_sha256=digest(current) if current is not None else None,
-                new_sha256=new_sha, uid=spec.owner.uid, gid=spec.owner.gid,
-                mode=spec.owner.mode,
-                old_uid=info.st_uid if info else None,
-                old_gid=info.st_gid if info else None,
-                old_mode=stat.S_IMODE(info.st_mode) if info else None,
-            ))
-            self._contents[path] = spec.content
+            change.stage_dir = spec.stage_dir
+            changes.append(change)
+            self._contents[change.path] = spec.content
         self.changes = changes
         return changes
+
+    @staticmethod
+    def _plan_file(spec: FileSpec) -> Change | None:
+        path = _target(spec)
+        current = read_bytes(path)
+        new_sha = digest(spec.content)
+        info = os.stat(path) if current is not None else None
+        same = (
+            current is not None
+            and digest(current) == new_sha
+            and stat.S_IMODE(info.st_mode) == spec.owner.mode
+            and spec.owner.uid in (None, info.st_uid)
+            and spec.owner.gid in (None, info.st_gid)
+        )
+        if same:
+            return None
+        return Change(
+            path=path, given=spec.path, label=spec.label or spec.path,
+            secret=spec.secret, existed=current is not None,
+            old_sha256=digest(current) if current is not None else None,
+            new_sha256=new_sha, uid=spec.owner.uid, gid=spec.owner.gid,
+            mode=spec.owner.mode,
+            old_uid=info.st_uid if info else None,
+            old_gid=info.st_gid if info else None,
+            old_mode=stat.S_IMODE(info.st_mode) if info else None,
+        )
+
+    @staticmethod
+    def _plan_link(spec: FileSpec) -> Change | None:
+        """A link differs when it is missing or points elsewhere."""
+        target = os.fsdecode(spec.content)
+        if os.path.lexists(spec.path) and not os.path.islink(spec.path):
+            raise TransactionError(
+                f"{spec.label or spec.path} {spec.path} exists and is not a "
+                "symbolic link; nothing was changed. Move it aside and let the "
+                "deploy create the link.")
+        current = os.readlink(spec.path) if os.path.islink(spec.path) else None
+        if current == target:
+            return None
+        return Change(
+            path=spec.path, given=spec.path, label=spec.label or spec.path,
+            secret=False, existed=current is not None,
+            old_sha256=(digest(os.fsencode(current)) if current is not None
+                        else None),
+            new_sha256=digest(spec.content), uid=None, gid=None,
+            mode=spec.owner.mode, kind=SYMLINK, old_link=current,
+            new_link=target,
+        )
+
+    @staticmethod
+    def _plan_directory(spec: FileSpec) -> Change | None:
+        """An existing directory is left as it is; a missing one is created."""
+        if os.path.isdir(spec.path) and not os.path.islink(spec.path):
+            return None
+        if os.path.lexists(spec.path):
+            raise TransactionError(
+                f"{spec.label or spec.path} {spec.path} exists and is not a "
+                "directory; nothing was changed.")
+        return Change(
+            path=spec.path, given=spec.path, label=spec.label or spec.path,
+            secret=False, existed=False, old_sha256=None,
+            new_sha256=digest(b""), uid=spec.owner.uid, gid=spec.owner.gid,
+            mode=spec.owner.mode, kind=DIRECTORY,
+        )
 
     # -- the swap ---------------------------------------------------------------
 
@@ -305,8 +439,8 @@ class Transaction:
         os.makedirs(directory, mode=0o700, exist_ok=True)
         os.chmod(self.backup_root, 0o700)
         for number, change in enumerate(self.changes):
-            if not change.existed:
-                continue
+            if not change.existed or change.kind != FILE:
+                continue  # a link's old target is in the journal itself
             backup = os.path.join(
                 directory, f"{number}.{os.path.basename(change.path)}")
             data = read_bytes(change.path)
@@ -322,31 +456,52 @@ class Transaction:
         self._write_journal("backed_up")
 
     def stage(self) -> None:
-        """Write each new file beside its destination, final owner and mode."""
+        """Write each new file beside its destination, final owner and mode.
+
+        A new link is created under a temporary name; a new directory is
+        created in place (nothing refers to it before a later rename does),
+        before the files staged inside it.
+        """
         for change in self.changes:
-            directory, name = os.path.split(change.path)
-            change.stage = os.path.join(
-                directory, f".{name}.{self.deployment_id}{STAGE_SUFFIX}")
+            if change.kind != DIRECTORY:
+                change.stage = _stage_path(change, self.deployment_id)
         self._write_journal("staged")
         for change in self.changes:
-            write_new(change.stage, self._contents[change.path],
-                      Ownership(change.uid, change.gid, change.mode))
+            owner = Ownership(change.uid, change.gid, change.mode)
+            if change.kind == DIRECTORY:
+                make_directory(change.path, owner)
+            elif change.kind == SYMLINK:
+                os.symlink(change.new_link, change.stage)
+            else:
+                write_new(change.stage, self._contents[change.path], owner)
 
     def swap(self) -> None:
         """Rename every staged file over its destination; fsync directories."""
         for change in self.changes:
-            os.replace(change.stage, change.path)
+            if change.stage:
+                os.replace(change.stage, change.path)
+                self.last_rename = time.monotonic()
         for directory in sorted({os.path.dirname(c.path) for c in self.changes}):
             fsync_dir(directory)
         self._write_journal("swapped")
 
-    def apply(self) -> None:
-        """Back up, stage and swap; any error puts every file back, then raises."""
+    def apply(self, before_swap: Callable | None = None) -> None:
+        """Back up, stage and swap; any error puts every file back, then raises.
+
+        ``before_swap(transaction)``, when given, runs once every new file is
+        staged and before the first rename: a check there that raises a
+        ``DeployError`` leaves every destination untouched.
+        """
         try:
             self.backup()
             self.stage()
+            if before_swap is not None:
+                before_swap(self)
             self.swap()
         except TransactionError:
+            self.rollback()
+            raise
+        except DeployError:
             self.rollback()
             raise
         except OSError as exc:
@@ -374,6 +529,12 @@ class Transaction:
                 os.unlink(change.stage)
 
     def _restore_one(self, change: Change) -> None:
+        if change.kind == SYMLINK:
+            self._restore_link(change)
+            return
+        if change.kind == DIRECTORY:
+            _remove_created_directory(change)
+            return
         current = read_bytes(change.path)
         if not change.existed:
             if current is not None and digest(current) == change.new_sha256:
@@ -390,14 +551,30 @@ class Transaction:
             info = os.stat(change.path)
             if stat.S_IMODE(info.st_mode) == change.old_mode:
                 return
-        directory, name = os.path.split(change.path)
-        temp = os.path.join(
-            directory, f".{name}.{self.deployment_id}.restore{STAGE_SUFFIX}")
+        temp = _stage_path(change, f"{self.deployment_id}.restore")
         if os.path.lexists(temp):
             os.unlink(temp)
         write_new(temp, data,
                   Ownership(change.old_uid, change.old_gid, change.old_mode))
         os.replace(temp, change.path)
+        self.last_rename = time.monotonic()
+
+    def _restore_link(self, change: Change) -> None:
+        """Point the link back where it pointed, by one rename; or remove it."""
+        current = (os.readlink(change.path) if os.path.islink(change.path)
+                   else None)
+        if not change.existed:
+            if current == change.new_link:
+                os.unlink(change.path)
+            return
+        if current == change.old_link:
+            return
+        temp = _stage_path(change, f"{self.deployment_id}.restore")
+        if os.path.lexists(temp):
+            os.unlink(temp)
+        os.symlink(change.old_link, temp)
+        os.replace(temp, change.path)
+        self.last_rename = time.monotonic()
 
     def rollback(self) -> None:
         """Put every file back as it was; leave no staged file behind."""
@@ -430,6 +607,24 @@ class Transaction:
             {"path": c.path, "backup": c.backup}
             for c in self.changes if c.backup
         ]
+
+    def restore_commands(self) -> list:
+        """Shell commands that put every changed destination back by hand.
+
+        A link is flipped back the way a deploy flips it: a new link under a
+        temporary name, renamed over the old one.
+        """
+        commands = []
+        for change in self.changes:
+            path = shlex.quote(change.path)
+            if change.kind == SYMLINK and change.existed:
+                temp = shlex.quote(f"{change.path}.certfleet-restore")
+                commands.append(
+                    f"ln -sfn {shlex.quote(change.old_link)} {temp} && "
+                    f"mv -Tf {temp} {path}")
+            elif change.backup:
+                commands.append(f"cp -p {shlex.quote(change.backup)} {path}")
+        return commands
 
     def prune(self) -> list:
         """Remove backup directories beyond the retention count, oldest first."""
