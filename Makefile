@@ -19,7 +19,7 @@ export ANSIBLE_PYTHON_INTERPRETER := $(PYTHON)
 export CERTFLEET_VENV_PYTHON := $(PYTHON)
 export PATH := $(VENV)/bin:$(PATH)
 
-.PHONY: help venv deps test pytest unit integration sanity lint demo build clean
+.PHONY: help venv deps test pytest unit integration sanity lint docs demo build clean
 
 help:
 	@echo "make deps         install Debian packages, .venv and the collection link"
@@ -28,6 +28,7 @@ help:
 	@echo "make integration  integration tests only (no coverage gate)"
 	@echo "make sanity       ansible-test sanity on a copy of the collection"
 	@echo "make lint         ansible-lint (own venv in .build/venv-lint)"
+	@echo "make docs         check that every module's documentation parses"
 	@echo "make demo         deploy a certificate to a throw-away nginx and prove it"
 	@echo "make build        build the collection artifact into .build/dist"
 	@echo "make clean        remove .venv, .build and test outputs"
@@ -75,6 +76,18 @@ sanity: deps
 
 lint: deps
 	bash scripts/lint.sh
+
+# Quick check that every module's documentation (with its doc fragments)
+# parses; the ansible-doc and validate-modules sanity tests go further.
+docs: deps
+	@rc=0; for module in plugins/modules/*.py; do \
+	    name="$$(basename "$$module" .py)"; \
+	    if ! err="$$(ansible-doc -t module "certfleet.deploy.$$name" 2>&1 >/dev/null)"; then \
+	        rc=1; printf '%s:\n%s\n\n' "$$module" "$$err"; \
+	    fi; \
+	done; \
+	if [ "$$rc" -eq 0 ]; then echo "docs: every module's documentation parses"; fi; \
+	exit $$rc
 
 demo: deps
 	bash scripts/demo.sh
