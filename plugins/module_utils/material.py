@@ -334,7 +334,7 @@ def load(
         where = key.source if key else cert.source
         raise MaterialError(f"{where} holds no private key.")
     if len(keys) > 1:
-        sources = ", ".join(source for _, source in keys)
+        sources = ", ".join(source for _block, source in keys)
         raise MaterialError(
             f"More than one private key was given ({sources}); give exactly one."
         )

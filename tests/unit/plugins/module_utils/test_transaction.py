@@ -40,7 +40,7 @@ def live_dir(tmp_path: Path) -> Path:
     return live
 
 
-def specs(live: Path, contents: dict = NEW) -> list:
+def specs(live: Path, contents: dict | None = None) -> list:
     return [
         FileSpec(
             path=str(live / name),
@@ -48,7 +48,7 @@ def specs(live: Path, contents: dict = NEW) -> list:
             owner=Ownership(None, None, MODES[name]),
             secret=name == "key.pem",
         )
-        for name, data in contents.items()
+        for name, data in (contents or NEW).items()
     ]
 
 
@@ -81,7 +81,7 @@ def test_swap_replaces_both_files_with_their_modes(tmp_path: Path) -> None:
     assert snapshot(live) == {n: (d, MODES[n]) for n, d in NEW.items()}
     backup_dir = tmp_path / "state" / "backups" / txn.deployment_id
     backups = snapshot(backup_dir)
-    assert sorted(d for d, _ in backups.values()) == sorted(OLD.values())
+    assert sorted(d for d, _mode in backups.values()) == sorted(OLD.values())
     assert backups["1.key.pem"][1] == 0o600
     assert stat.S_IMODE((tmp_path / "state" / "backups").stat().st_mode) == 0o700
     assert not (tmp_path / "state" / "journal.json").exists()
@@ -139,7 +139,7 @@ def test_staged_files_are_never_readable_by_others(tmp_path: Path, monkeypatch) 
     monkeypatch.setattr(os, "open", watching_open)
     deploy(tmp_path / "state", live)
     assert len(created) == 2
-    assert all(mode == 0o600 for _, mode in created)
+    assert all(mode == 0o600 for _path, mode in created)
 
 
 def test_symlinked_destination_is_followed_and_kept(tmp_path: Path) -> None:
@@ -284,8 +284,11 @@ def test_failed_restore_reports_backups_and_next_run_recovers(
         txn.plan(specs(live))
         txn.apply()
         real = os.replace
-        monkeypatch.setattr(os, "replace", lambda *a: (_ for _ in ()).throw(
-            OSError(30, "Read-only file system")))
+
+        def read_only(*args):
+            raise OSError(30, "Read-only file system")
+
+        monkeypatch.setattr(os, "replace", read_only)
         with pytest.raises(TransactionError) as failed:
             txn.rollback()
         monkeypatch.setattr(os, "replace", real)
