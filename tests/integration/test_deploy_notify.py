@@ -195,8 +195,8 @@ def test_each_service_gives_up_on_a_receiver_that_never_answers(name) -> None:
 
 def test_a_retry_after_beyond_the_budget_fails_at_once(receiver) -> None:
     receiver.script(Reply(429, b"slow down", {"Retry-After": "120"}))
-    result = notify(dict(base_args(), timeout=5, **service_args("webhook",
-                                                                 receiver.url(""))))
+    target = service_args("webhook", receiver.url(""))
+    result = notify(dict(base_args(), timeout=5, **target))
     assert result["failed"] is True and len(receiver.requests) == 1
     assert "HTTP 429" in result["msg"] and "budget" in result["msg"]
     assert result["status"] == 429

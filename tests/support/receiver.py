@@ -180,7 +180,7 @@ class SilentReceiver:
         self._listener.settimeout(0.2)
         while not self._stop.is_set():
             try:
-                conn, _ = self._listener.accept()
+                conn = self._listener.accept()[0]
             except socket.timeout:
                 continue
             except OSError:
