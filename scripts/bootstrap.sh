@@ -18,7 +18,7 @@ COLLECTIONS="$ROOT/.build/collections"
 # nginx for the demo and the integration tests; openssl and rsync for the
 # tests' helpers; git and make for the build itself; and the linter that
 # ansible-test runs on shell scripts (package shellcheck).
-DEB_PACKAGES=(nginx openssl rsync ca-certificates git make shellcheck)
+DEB_PACKAGES=(nginx openssl rsync ca-certificates git make shellcheck chromium)
 
 log() { printf 'bootstrap: %s\n' "$*" >&2; }
 die() { printf 'bootstrap: error: %s\n' "$*" >&2; exit 1; }
