@@ -147,7 +147,7 @@ def parse_nginx(text: str, name: str) -> list[Statement]:
     root: list[Statement] = []
     stack, words, start = [root], [], 0
     for token, line, quoted in _nginx_tokens(text):
-        if quoted or token not in "{};":
+        if quoted or token not in ("{", "}", ";"):
             start = start or line
             words.append(token)
             continue
@@ -634,9 +634,10 @@ def _traefik_document(findings: Findings, data, path: str) -> None:
     for index, entry in enumerate(entries if isinstance(entries, list) else []):
         cert = _get(entry, "certFile")
         if isinstance(cert, str):
-            stores = _get(entry, "stores") or []
-            site = "tls.certificates" + (f" (stores: {', '.join(stores)})"
-                                         if stores else "")
+            in_stores = _get(entry, "stores") or []
+            site = "tls.certificates" + (
+                f" (stores: {', '.join(str(s) for s in in_stores)})"
+                if isinstance(in_stores, list) and in_stores else "")
             findings.uses.append(CertUse(
                 "traefik", cert, site, f"tls.certificates[{index}].certFile", path,
             ))
