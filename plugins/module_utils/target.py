@@ -414,11 +414,12 @@ class Deploy:
             if not change.existed:
                 old = "absent"
             elif spec.secret:
-                old = f"private key (mode {ownership.describe_mode(change.old_mode)})"
+                old = self.describe_secret(read_bytes(change.path),
+                                           change.old_mode)
             else:
                 old = self.describe_bytes(read_bytes(change.path))
             if spec.secret:
-                new = f"private key (mode {ownership.describe_mode(spec.owner.mode)})"
+                new = self.describe_secret(spec.content, spec.owner.mode)
             else:
                 new = self.describe_bytes(spec.content)
             before.append(f"{spec.path}: {old}")
@@ -574,6 +575,17 @@ class Deploy:
             if block.label == b"CERTIFICATE":
                 return mat.x509.load_pem_x509_certificate(block.text)
         return None
+
+    def describe_secret(self, data: bytes | None, mode: int) -> str:
+        """One line about a file that holds a key: its certificate, never the key.
+
+        A combined or key-first file also holds a certificate, which the diff
+        describes like any other.
+        """
+        key = f"private key (mode {ownership.describe_mode(mode)})"
+        if data and self.leaf_of(data) is not None:
+            return f"{self.describe_bytes(data)} with its {key}"
+        return key
 
     def describe_bytes(self, data: bytes | None) -> str:
         """One line about a certificate file: never its bytes."""

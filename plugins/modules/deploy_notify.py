@@ -17,13 +17,13 @@ description:
     Web API's C(chat.postMessage) with a bot token (O(token) and O(channel)).
   - Microsoft Teams gets an Adaptive Card through a Workflows webhook
     (O(url)). The retired Office 365 connector cards are not sent.
-  - PagerDuty gets an Events API v2 event: C(trigger) for a problem and
+  - PagerDuty gets an Events API v2 event, C(trigger) for a problem and
     C(resolve) after a successful deploy, tied together by O(dedup_key).
-  - Opsgenie gets an Alert API request with C(Authorization: GenieKey): an
-    alert created with O(dedup_key) as its alias, or that alert closed.
+  - Opsgenie gets an Alert API request authorised by C(GenieKey), which
+    creates an alert with O(dedup_key) as its alias, or closes that alert.
   - The generic webhook gets the event as JSON, signed with HMAC-SHA256 when
     O(secret) is set.
-  - Usually runs on the controller, with C(delegate_to: localhost).
+  - Usually runs on the controller, delegated to C(localhost).
 options:
   service:
     description:
@@ -55,7 +55,7 @@ options:
         material.
     type: dict
     default: {}
-  message:
+  reason:
     description:
       - What happened in a sentence, for example the failed module's C(msg).
     type: str
@@ -123,9 +123,9 @@ options:
     type: dict
   dedup_key:
     description:
-      - Key that ties the alerts of one target together: PagerDuty's
-        C(dedup_key), Opsgenie's C(alias). A later V(deployed) event with the
-        same key resolves the alert.
+      - Key that ties the alerts of one target together, PagerDuty's
+        C(dedup_key) and Opsgenie's C(alias). A later V(deployed) event with
+        the same key resolves the alert.
       - Defaults to C(certfleet/HOST/SERVER).
     type: str
   alert_action:
@@ -174,8 +174,10 @@ attributes:
   platform:
     support: full
     platforms: posix
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
 author:
-  - certfleet.deploy maintainers
+  - certfleet.deploy maintainers (!UNKNOWN)
 seealso:
   - module: certfleet.deploy.nginx_certificate
 """
@@ -189,7 +191,7 @@ EXAMPLES = r"""
     host: "{{ inventory_hostname }}"
     server: nginx
     certificate: "{{ deployed.certificate }}"
-    message: "{{ deployed.msg }}"
+    reason: "{{ deployed.msg }}"
     deployment_id: "{{ deployed.deployment_id }}"
   delegate_to: localhost
 
@@ -209,7 +211,7 @@ EXAMPLES = r"""
     event: rollback_failed
     host: "{{ inventory_hostname }}"
     server: nginx
-    message: "{{ deployed.msg }}"
+    reason: "{{ deployed.msg }}"
   delegate_to: localhost
 
 - name: Close the Opsgenie alert of an earlier failure (EU instance)
@@ -228,7 +230,7 @@ EXAMPLES = r"""
     url: "{{ vault_teams_workflow_url }}"
     event: failed
     host: "{{ inventory_hostname }}"
-    message: The config test failed.
+    reason: The config test failed.
   delegate_to: localhost
 
 - name: Send the event, signed, to an in-house receiver
@@ -318,7 +320,7 @@ ARGUMENT_SPEC = dict(
     host=dict(type="str", required=True),
     server=dict(type="str"),
     certificate=dict(type="dict", default={}),
-    message=dict(type="str"),
+    reason=dict(type="str"),
     deployment_id=dict(type="str"),
     details=dict(type="dict", default={}),
     url=dict(type="str", no_log=True),
@@ -341,7 +343,7 @@ ARGUMENT_SPEC = dict(
 def event_from(params: dict, now: float) -> notify.Event:
     return notify.Event(
         kind=params["event"], host=params["host"], server=params["server"] or "",
-        certificate=params["certificate"] or {}, message=params["message"] or "",
+        certificate=params["certificate"] or {}, message=params["reason"] or "",
         deployment_id=params["deployment_id"] or "",
         details=params["details"] or {}, at=notify.utc_iso(now),
     )

@@ -41,7 +41,7 @@ HANG_MARGIN = 45.0
 def base_args(event: str = "rolled_back") -> dict:
     return {
         "event": event, "host": "web07", "server": "nginx", "certificate": CERT,
-        "message": "The endpoint served the old certificate after the reload.",
+        "reason": "The endpoint served the old certificate after the reload.",
         "deployment_id": "20261204T161000Z-3fa1c2",
     }
 

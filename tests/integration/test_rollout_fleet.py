@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.modules import COLLECTIONS, REPO
+from tests.support.modules import COLLECTIONS
 from tests.support.nginx import Nginx
 from tests.support.receiver import Receiver
 
