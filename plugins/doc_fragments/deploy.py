@@ -155,6 +155,11 @@ options:
     description:
       - One or more C(host:port) endpoints to probe (C([v6addr]:port) for
         IPv6). All must serve the new certificate.
+      - An endpoint may name the protocol to speak, which wins over
+        O(verify_protocol) for it, for example C(smtp://127.0.0.1:2525),
+        C(imap://127.0.0.1:10143), C(pop3://[::1]:10110) (STARTTLS) or
+        C(tls://127.0.0.1:10465) (implicit TLS). Without a port, C(smtp://),
+        C(imap://) and C(pop3://) mean 25, 143 and 110.
       - Defaults to the server's usual local endpoint, C(127.0.0.1) on its
         default port.
     type: list
@@ -171,6 +176,8 @@ options:
         the server's own reply.
       - V(auto) chooses by port, for each endpoint: STARTTLS on 25 and 587
         (SMTP), 143 (IMAP) and 110 (POP3); implicit TLS on every other port.
+        On other ports, give the protocol here or in the endpoint itself
+        (see O(verify_endpoint)).
     type: str
     choices: [auto, tls, smtp, imap, pop3]
     default: auto

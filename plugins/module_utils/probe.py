@@ -32,7 +32,11 @@ except ImportError:  # reported by the module through missing_required_lib
 IMPLICIT_TLS = "tls"
 PROTOCOLS = ("auto", "tls", "smtp", "imap", "pop3")
 STARTTLS_PORTS = {25: "smtp", 587: "smtp", 143: "imap", 110: "pop3"}
+SCHEME_PORTS = {"smtp": 25, "imap": 143, "pop3": 110}
 _LINE_LIMIT = 65536
+# OpenSSL's reasons when the first bytes read are not a TLS record.
+_PLAIN_TEXT = ("WRONG_VERSION_NUMBER", "PACKET_LENGTH_TOO_LONG",
+               "HTTP_REQUEST", "RECORD_LAYER_FAILURE")
 
 
 def protocol_for(port: int, requested: str = "auto") -> str:
@@ -44,21 +48,52 @@ def protocol_for(port: int, requested: str = "auto") -> str:
 
 @dataclass(frozen=True)
 class Endpoint:
+    """Where to probe; ``protocol`` set when the endpoint names its own."""
+
     host: str
     port: int
+    protocol: str | None = None
 
     def __str__(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{host}:{self.port}"
+        scheme = f"{self.protocol}://" if self.protocol else ""
+        return f"{scheme}{host}:{self.port}"
+
+
+def _split_scheme(text: str) -> tuple:
+    """``smtp://host:port`` to (``smtp``, ``host:port``); no scheme gives None."""
+    scheme, sep, rest = text.partition("://")
+    if not sep:
+        return None, text
+    scheme = scheme.lower()
+    if scheme not in PROTOCOLS or scheme == "auto":
+        raise ProbeError(
+            f"The endpoint {text!r} names an unknown protocol {scheme!r}: use "
+            f"{', '.join(p for p in PROTOCOLS if p != 'auto')}.")
+    return scheme, rest
 
 
 def parse_endpoint(text: str, default_port: int) -> Endpoint:
-    """``host``, ``host:port``, ``[v6]:port`` or a bare IPv6 address."""
-    text = text.strip()
+    """``host``, ``host:port``, ``[v6]:port`` or a bare IPv6 address.
+
+    Any of them may start with the protocol to speak, ``smtp://``, ``imap://``,
+    ``pop3://`` (STARTTLS) or ``tls://`` (implicit TLS), which then wins over
+    the choice by port. Without a port, a STARTTLS scheme means its usual port.
+    """
+    original = text.strip()
+    scheme, text = _split_scheme(original)
+    if scheme in SCHEME_PORTS:
+        default_port = SCHEME_PORTS[scheme]
+    endpoint = _parse_address(text, default_port, original)
+    return Endpoint(endpoint.host, endpoint.port, scheme)
+
+
+def _parse_address(text: str, default_port: int, original: str) -> Endpoint:
+    """The host and port of an endpoint without its scheme."""
     if text.startswith("["):
         host, closed, rest = text[1:].partition("]")
         if not closed or (rest and not rest.startswith(":")):
-            raise ProbeError(f"The endpoint {text!r} is not of the form "
+            raise ProbeError(f"The endpoint {original!r} is not of the form "
                              "[address]:port.")
         port = rest[1:] or default_port
     elif text.count(":") == 1:
@@ -68,9 +103,10 @@ def parse_endpoint(text: str, default_port: int) -> Endpoint:
     try:
         port = int(port)
     except ValueError:
-        raise ProbeError(f"The endpoint {text!r} has no valid port.") from None
+        raise ProbeError(f"The endpoint {original!r} has no valid port.") from None
     if not host or not 0 < port < 65536:
-        raise ProbeError(f"The endpoint {text!r} is not of the form host:port.")
+        raise ProbeError(
+            f"The endpoint {original!r} is not of the form host:port.")
     return Endpoint(host, port)
 
 
@@ -213,6 +249,23 @@ _STARTTLS = {"smtp": _starttls_smtp, "imap": _starttls_imap,
              "pop3": _starttls_pop3}
 
 
+def _hint(protocol: str, stage: str, exc: Exception) -> str:
+    """Why a handshake in the wrong protocol fails, as F10 shows it.
+
+    Implicit TLS sent to a STARTTLS port reads the plain-text greeting as a
+    TLS record; STARTTLS sent to an implicit-TLS port waits for a greeting
+    that never comes, because that server waits for the ClientHello.
+    """
+    if protocol == IMPLICIT_TLS and getattr(exc, "reason", "") in _PLAIN_TEXT:
+        return (" (the server answered in plain text: if it expects STARTTLS, "
+                "probe it with smtp, imap or pop3)")
+    if stage == "starttls" and isinstance(exc, socket.timeout):
+        return (f" (no {protocol.upper()} greeting: a port that expects "
+                "implicit TLS waits silently for the handshake; probe it "
+                "with tls)")
+    return ""
+
+
 def _describe_leaf(der: bytes) -> tuple:
     if x509 is None:
         return "", ""
@@ -229,17 +282,21 @@ def handshake(
     """Connect (STARTTLS first for a mail protocol), shake hands, report.
 
     ``protocol`` is ``tls`` for implicit TLS, ``smtp``, ``imap`` or ``pop3``
-    for STARTTLS, or ``auto`` to choose by port.
+    for STARTTLS, or ``auto`` to choose by port. A protocol the endpoint
+    names itself (``smtp://host:port``) wins over both.
     """
-    protocol = protocol_for(endpoint.port, protocol)
+    protocol = protocol_for(endpoint.port, endpoint.protocol or protocol)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
+    stage = "connect"
     try:
         with socket.create_connection((endpoint.host, endpoint.port),
                                       timeout=timeout) as raw:
             if protocol in _STARTTLS:
+                stage = "starttls"
                 _STARTTLS[protocol](_Lines(raw, endpoint))
+            stage = "handshake"
             with context.wrap_socket(raw, server_hostname=server_name or None) \
                     as tls:
                 der = tls.getpeercert(binary_form=True)
@@ -248,7 +305,7 @@ def handshake(
     except (OSError, ssl.SSLError, ValueError) as exc:
         raise ProbeError(
             f"No TLS handshake with {endpoint} ({protocol}, SNI "
-            f"{server_name or 'none'}): {exc}",
+            f"{server_name or 'none'}): {exc}{_hint(protocol, stage, exc)}",
             endpoint=str(endpoint),
         ) from None
     subject, not_after = _describe_leaf(der)

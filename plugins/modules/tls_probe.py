@@ -21,6 +21,10 @@ options:
   endpoint:
     description:
       - C(host:port) to connect to (C([v6addr]:port) for IPv6).
+      - May start with the protocol to speak, which then wins over
+        O(protocol), for example C(smtp://127.0.0.1:2525) or
+        C(tls://127.0.0.1:10993). Without a port, C(smtp://), C(imap://)
+        and C(pop3://) mean 25, 143 and 110, and anything else 443.
     type: str
     required: true
   server_name:
@@ -33,6 +37,10 @@ options:
         speak the protocol and ask for STARTTLS (STLS for POP3) first.
       - V(auto) chooses STARTTLS on ports 25 and 587 (SMTP), 143 (IMAP) and
         110 (POP3), and implicit TLS on every other port (443, 465, 993, 995).
+      - A refusal (for example C(454 4.7.0 TLS not available), a missing
+        STARTTLS capability or a dropped connection) fails the probe with the
+        server's own reply in the message. Implicit TLS sent to a STARTTLS
+        port, or STARTTLS to an implicit-TLS port, fails with a hint saying so.
     type: str
     choices: [auto, tls, smtp, imap, pop3]
     default: auto
@@ -115,6 +123,18 @@ EXAMPLES = r"""
     attempts: 5
     backoff: 2
   delegate_to: localhost
+
+- name: Prove the submission port offers STARTTLS with the new certificate
+  certfleet.deploy.tls_probe:
+    endpoint: mail.example.com:587
+    server_name: mail.example.com
+    expected_sha256: "{{ deployed.certificate.sha256 }}"
+  delegate_to: localhost
+
+- name: Probe IMAP with STARTTLS on a port of its own
+  certfleet.deploy.tls_probe:
+    endpoint: imap://127.0.0.1:10143
+    server_name: mail.example.com
 """
 
 RETURN = r"""
