@@ -63,6 +63,17 @@ def make(value, what: str, server: str, use_shell: bool = False) -> Command | No
                    shell_text=text)
 
 
+def with_option(argv: list, flag: str, value: str | None) -> list:
+    """``argv`` with ``flag value`` right after the program, when ``value``.
+
+    For default commands of a server instance with a configuration of its own
+    (``postfix -c DIR check``, ``doveconf -c FILE -n``).
+    """
+    if not value or not argv:
+        return list(argv)
+    return [argv[0], flag, value, *argv[1:]]
+
+
 def first_found(module, programs: tuple) -> str:
     """The first of ``programs`` found on PATH, else the first one.
 

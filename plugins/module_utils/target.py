@@ -66,6 +66,9 @@ class Server:
     confirm: int = 3
     confirm_interval: float = 0.02
     extra_options: dict = field(default_factory=dict)
+    # Option groups for AnsibleModule, for servers whose files are alternatives.
+    required_one_of: tuple = ()
+    required_together: tuple = ()
     # The server loads every file of a directory it is pointed at (HAProxy's
     # ``crt DIR``): the state directory may not even be inside one.
     loads_directories: bool = False
@@ -126,6 +129,23 @@ MUTUALLY_EXCLUSIVE = [
     ("chain_content", "chain_src"),
     ("key_content", "key_src"),
 ]
+
+
+def check_destination(option: str, path: str) -> None:
+    """Refuse an empty or relative destination before anything is touched.
+
+    An empty template variable gives an empty path (F11); a relative one would
+    be resolved against wherever the module happens to run, never what the
+    server reads.
+    """
+    if not path.strip():
+        raise DeployError(
+            f"{option} is empty: give the absolute path of the file the server "
+            "reads (an empty template variable?).")
+    if not os.path.isabs(path):
+        raise DeployError(
+            f"{option} {path!r} is a relative path: give the absolute path of "
+            "the file the server reads.")
 
 
 class Timings:
@@ -216,8 +236,9 @@ class Deploy:
         p, specs = self.params, []
         for role in self.roles():
             path = p.get(role.option)
-            if not path:
+            if path is None:
                 continue
+            check_destination(role.option, path)
             mode = ownership.parse_mode(p.get(role.mode_option), role.mode_option)
             owner = ownership.resolve(
                 path,
@@ -545,7 +566,7 @@ class Deploy:
         self.result["rollback_failed"] = True
         backups = txn.backups()
         manual = [f"cp -p {b['backup']} {b['path']}" for b in backups]
-        manual += [c.text for c in (self.validate, self.reload) if c]
+        manual += self.manual_commands()
         self.result["backups"] = backups
         self.result["manual_steps"] = manual
         raise DeployError(
@@ -553,10 +574,19 @@ class Deploy:
             "Restore the backups by hand with the commands in manual_steps.",
             **cause.details) from None
 
+    def manual_commands(self) -> list:
+        """What to run by hand after restoring the backups, in order."""
+        return [c.text for c in (self.validate, self.reload) if c]
+
     def old_leaf(self, changes: list) -> str | None:
-        """The leaf fingerprint the server held before, from its backup."""
-        for change in changes:
-            if change.secret or not change.backup:
+        """The leaf fingerprint the server held before, from its backup.
+
+        Certificate files first; a file that also holds the key (a key-first
+        or combined bundle) is read only when no other file has the leaf, and
+        nothing but its certificate is kept.
+        """
+        for change in sorted(changes, key=lambda c: c.secret):
+            if not change.backup:
                 continue
             with open(change.backup, "rb") as handle:
                 data = handle.read()
@@ -602,7 +632,8 @@ def main(server: Server, deploy_class: type = Deploy) -> None:
     module = AnsibleModule(
         argument_spec=argument_spec(server),
         mutually_exclusive=MUTUALLY_EXCLUSIVE,
-        required_one_of=[("cert_content", "cert_src")],
+        required_one_of=[("cert_content", "cert_src"), *server.required_one_of],
+        required_together=list(server.required_together),
         supports_check_mode=True,
     )
     if mat.x509 is None:
