@@ -18,7 +18,8 @@ COLLECTIONS="$ROOT/.build/collections"
 # nginx for the demo and the integration tests; openssl and rsync for the
 # tests' helpers; git and make for the build itself; and the linter that
 # ansible-test runs on shell scripts (package shellcheck).
-DEB_PACKAGES=(nginx openssl rsync ca-certificates git make shellcheck chromium)
+DEB_PACKAGES=(nginx openssl rsync ca-certificates git make shellcheck
+    postfix dovecot-imapd dovecot-pop3d chromium)
 
 log() { printf 'bootstrap: %s\n' "$*" >&2; }
 die() { printf 'bootstrap: error: %s\n' "$*" >&2; exit 1; }
@@ -43,6 +44,9 @@ install_debs() {
     fi
     log "installing Debian packages: ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
+    # Postfix asks how mail is handled: the tests run instances of their own.
+    printf '%s\n' 'postfix postfix/main_mailer_type select No configuration' \
+        | debconf-set-selections
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${missing[@]}" </dev/null >/dev/null
 }
