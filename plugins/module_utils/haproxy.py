@@ -357,15 +357,13 @@ class HaproxyDeploy(Deploy):
             targets += [(e, None) for e in self.endpoints()]
         return targets
 
-    def fail_rollback(self, txn, cause: DeployError, exc: DeployError):
-        """Name the master CLI's reload among the manual steps when it is used."""
-        try:
-            super().fail_rollback(txn, cause, exc)
-        finally:
-            master = self.params.get("master_socket")
-            if self.reload is None and master:
-                self.result.setdefault("manual_steps", []).append(
-                    f"echo reload | socat {master} -")
+    def manual_commands(self) -> list:
+        """The reload by hand goes to the master CLI when that is how it is done."""
+        commands = super().manual_commands()
+        master = self.params.get("master_socket")
+        if self.reload is None and master:
+            commands.append(f"echo reload | socat {master} -")
+        return commands
 
 
 def _read(path: str) -> bytes:

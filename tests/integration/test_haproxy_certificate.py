@@ -29,6 +29,7 @@ from tests.support import haproxy as haproxy_support
 from tests.support.binaries import require_binary
 from tests.support.haproxy import HAProxy
 from tests.support.modules import run_module
+from tests.support.nginx import free_port
 from tests.support.pki import PKI, Leaf
 
 MODULE = "haproxy_certificate"
@@ -315,6 +316,22 @@ def test_verify_mismatch_rolls_back(haproxy_site, pki, tmp_path) -> None:
     assert result["rolled_back"] is True
     assert files_of(site.crt.parent) == disk
     assert site.served_sha256() == pki.rsa.sha256
+
+
+def test_failed_rollback_names_the_master_reload(haproxy_site, pki, tmp_path):
+    """Nothing answers on the verify endpoint: the steps by hand say how to reload."""
+    site = haproxy_site
+    dead = f"127.0.0.1:{free_port()}"
+    args = args_for(site, pki.ecdsa, tmp_path, verify_endpoint=[dead],
+                    verify_attempts=2, verify_timeout=0.5,
+                    master_socket=str(site.master_socket))
+    del args["reload_command"]
+    result = run_module(MODULE, args)
+    assert result["failed"] is True and result["rollback_failed"] is True
+    steps = result["manual_steps"]
+    assert steps[0].startswith("cp -p ") and steps[0].endswith(str(site.crt))
+    assert steps[-1] == f"echo reload | socat {site.master_socket} -"
+    assert site.crt.read_bytes() == combined(pki.rsa)
 
 
 def test_refused_commit_is_aborted_and_the_old_certificate_stays(tmp_path, pki):
