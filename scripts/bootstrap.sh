@@ -19,7 +19,7 @@ COLLECTIONS="$ROOT/.build/collections"
 # tests' helpers; git and make for the build itself; and the linter that
 # ansible-test runs on shell scripts (package shellcheck).
 DEB_PACKAGES=(nginx openssl rsync ca-certificates git make shellcheck
-    postfix dovecot-imapd dovecot-pop3d chromium)
+    postfix dovecot-imapd dovecot-pop3d chromium apache2 haproxy)
 
 log() { printf 'bootstrap: %s\n' "$*" >&2; }
 die() { printf 'bootstrap: error: %s\n' "$*" >&2; exit 1; }
