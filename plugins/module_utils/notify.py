@@ -24,6 +24,7 @@ import json
 import socket
 import ssl
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.error import HTTPError, URLError
 from urllib.parse import quote, urlsplit
@@ -212,7 +213,7 @@ class Response:
         text = self.body.decode("utf-8", "replace").strip()
         return _cut(" ".join(text.split()), SNIPPET) or "no body"
 
-    def parsed(self):
+    def parsed(self) -> object:
         """The body as JSON when it is JSON, else as (shortened) text."""
         text = self.body.decode("utf-8", "replace")
         try:
@@ -241,7 +242,7 @@ def describe_url(url: str, hide_path: bool) -> str:
     return f"{parts.scheme}://{host}{path}"
 
 
-def redact(value, secrets: tuple):
+def redact(value: object, secrets: tuple) -> object:
     """A copy of JSON data with every string holding a secret masked."""
     secrets = tuple(s for s in secrets if s)
     if isinstance(value, dict):
@@ -287,7 +288,7 @@ def alert_opens(event: Event, action: str) -> bool:
     return action == "open"
 
 
-# -- Slack -------------------------------------------------------------------
+# -- Slack --------------------------------------------------------------------
 
 
 def _slack_escape(text: str) -> str:
@@ -333,7 +334,7 @@ def slack_api(event: Event, token: str, channel: str, api_url: str) -> Request:
                    payload, _json_body(payload), secrets=(token,))
 
 
-# -- Microsoft Teams ---------------------------------------------------------
+# -- Microsoft Teams ----------------------------------------------------------
 
 
 def adaptive_card(event: Event) -> dict:
@@ -369,7 +370,7 @@ def teams(event: Event, url: str) -> Request:
                    secrets=(url,), url_is_secret=True)
 
 
-# -- PagerDuty ---------------------------------------------------------------
+# -- PagerDuty ----------------------------------------------------------------
 
 
 def pagerduty(event: Event, routing_key: str, api_url: str, dedup_key: str,
@@ -404,7 +405,7 @@ def pagerduty(event: Event, routing_key: str, api_url: str, dedup_key: str,
                    secrets=(routing_key,), dedup_key=dedup_key)
 
 
-# -- Opsgenie ----------------------------------------------------------------
+# -- Opsgenie -----------------------------------------------------------------
 
 
 def opsgenie(event: Event, api_key: str, api_url: str, region: str,
@@ -439,7 +440,7 @@ def opsgenie(event: Event, api_key: str, api_url: str, region: str,
                    _json_body(payload), secrets=(api_key,), dedup_key=dedup_key)
 
 
-# -- generic webhook -----------------------------------------------------------
+# -- generic webhook ----------------------------------------------------------
 
 SIGNATURE_HEADER = "X-Certfleet-Signature"
 TIMESTAMP_HEADER = "X-Certfleet-Timestamp"
@@ -471,7 +472,7 @@ def webhook(event: Event, url: str, secret: str | None, extra_headers: dict,
                    secret_headers=tuple(hidden), url_is_secret=True)
 
 
-# -- choosing the builder ------------------------------------------------------
+# -- choosing the builder -----------------------------------------------------
 
 
 def _required(params: dict, name: str, service: str) -> str:
@@ -505,7 +506,7 @@ def build(service: str, event: Event, params: dict, now: float) -> Request:
     raise NotifyError(f"Unknown notification service {service!r}.")
 
 
-# -- delivery -------------------------------------------------------------------
+# -- delivery -----------------------------------------------------------------
 
 
 def retry_after(value: str | None, now: float) -> float | None:
@@ -529,18 +530,19 @@ def retryable(status: int) -> bool:
     return status == 429 or 500 <= status <= 599
 
 
-def _headers(message) -> dict:
+def _headers(message: object) -> dict:
     return {k.lower(): v for k, v in (message.items() if message else [])}
 
 
-def _read(handle) -> bytes:
+def _read(handle: object) -> bytes:
     try:
         return handle.read(BODY_LIMIT) or b""
     except (OSError, http.client.HTTPException):
         return b""
 
 
-def urllib_transport(validate_certs: bool = True):
+def urllib_transport(
+        validate_certs: bool = True) -> Callable[[Request, float], Response]:
     """A transport over Ansible's ``open_url``: one attempt, ``timeout`` seconds.
 
     Redirects are not followed (a POST carrying a secret must not be replayed
@@ -580,9 +582,11 @@ def _timed_out(where: str, timeout: float) -> NotifyError:
         "not have been delivered.", timed_out=True)
 
 
-def send(request: Request, transport, budget: float,
-         attempts: int = DEFAULT_ATTEMPTS, clock=time.monotonic, sleep=time.sleep,
-         wall=time.time) -> Delivery:
+def send(request: Request, transport: Callable[[Request, float], Response],
+         budget: float, attempts: int = DEFAULT_ATTEMPTS,
+         clock: Callable[[], float] = time.monotonic,
+         sleep: Callable[[float], None] = time.sleep,
+         wall: Callable[[], float] = time.time) -> Delivery:
     """Deliver ``request`` within ``budget`` seconds over all attempts.
 
     429 and 5xx answers and refused connections are retried after the
@@ -628,7 +632,7 @@ def send(request: Request, transport, budget: float,
             status=status, attempts=attempt)
 
 
-def answer(request: Request, response: Response):
+def answer(request: Request, response: Response) -> object:
     """The service's answer, parsed; raise when it refused the request."""
     parsed = response.parsed()
     if not 200 <= response.status <= 299:

@@ -15,6 +15,7 @@ import hashlib
 import hmac
 import ipaddress
 import json
+import socket
 import time
 from urllib.parse import urlsplit
 
@@ -265,3 +266,16 @@ def test_a_non_http_url_is_refused_before_sending() -> None:
     assert result["failed"] is True
     assert "not an http:// or https:// URL" in result["msg"]
     assert "/etc/passwd" not in json.dumps(result)
+
+
+def test_a_refused_connection_is_retried_then_reported() -> None:
+    with socket.socket() as placeholder:
+        placeholder.bind(("127.0.0.1", 0))
+        port = placeholder.getsockname()[1]
+    # Nothing listens on the port any more: every attempt is refused.
+    result = notify(dict(base_args(), timeout=3,
+                         **service_args("pagerduty", f"http://127.0.0.1:{port}")))
+    assert result["failed"] is True and result["sent"] is False
+    assert "could not be reached" in result["msg"]
+    assert result["attempts"] >= 2
+    assert_no_secret(result)
