@@ -1,29 +1,37 @@
 #!/usr/bin/env bash
-# Run ansible-lint (settings in .ansible-lint) from its own virtual
-# environment, created on first use and refreshed when
-# requirements-lint.txt changes.
+# ansible-lint (production profile, settings in .ansible-lint) over the roles
+# and playbooks, then yamllint (settings in .yamllint) over every YAML file
+# git knows about. Both come from the check tools' environment,
+# .build/venv-tools (scripts/toolenv.sh).
+#
+# Extra arguments go to ansible-lint, e.g. `scripts/lint.sh roles/cert_deploy`;
+# with any, yamllint does not run.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
-LINT_VENV="$ROOT/.build/venv-lint"
-BASE_PYTHON="$ROOT/.venv/bin/python"
+# shellcheck source=scripts/toolenv.sh
+source "$ROOT/scripts/toolenv.sh"
 
 log() { printf 'lint: %s\n' "$*" >&2; }
 
-[ -x "$BASE_PYTHON" ] || { log "run scripts/bootstrap.sh first"; exit 1; }
-
-# The lint environment uses the interpreter the test environment was made from.
-base="$("$BASE_PYTHON" -c 'import sys; print(sys._base_executable)')"
-want="$({ cat "$ROOT/requirements-lint.txt"; echo "$base"; } | sha256sum | cut -d' ' -f1)"
-stamp="$LINT_VENV/.certfleet-requirements"
-if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
-    log "installing ansible-lint into $LINT_VENV"
-    rm -rf "$LINT_VENV"
-    "$base" -m venv "$LINT_VENV"
-    "$LINT_VENV/bin/python" -m pip install -q -r "$ROOT/requirements-lint.txt" </dev/null
-    printf '%s\n' "$want" >"$stamp"
-fi
-
+tools_venv
 cd "$ROOT"
-PATH="$LINT_VENV/bin:$PATH" ANSIBLE_COLLECTIONS_PATH="$ROOT/.build/collections" \
-    "$LINT_VENV/bin/ansible-lint" --nocolor "$@"
+export PATH="$TOOLS_BIN:$PATH"
+export ANSIBLE_COLLECTIONS_PATH="$ROOT/.build/collections"
+
+rc=0
+log "ansible-lint"
+"$TOOLS_BIN/ansible-lint" --nocolor "$@" || rc=1
+
+if [ "$#" -eq 0 ]; then
+    log "yamllint"
+    # Tracked files and new ones that are not ignored; yamllint skips the
+    # paths that .yamllint ignores.
+    mapfile -d '' yaml_files < <(git ls-files -z --cached --others --exclude-standard \
+        -- '*.yml' '*.yaml' '.yamllint' '.ansible-lint' | tr '\0' '\n' \
+        | while IFS= read -r path; do [ -e "$path" ] && printf '%s\0' "$path"; done)
+    if [ "${#yaml_files[@]}" -gt 0 ]; then
+        "$TOOLS_BIN/yamllint" --strict -f parsable "${yaml_files[@]}" || rc=1
+    fi
+fi
+exit "$rc"

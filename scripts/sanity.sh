@@ -11,7 +11,15 @@
 # this machine cannot reach. scripts/get_pip_standin.py is put in that
 # script's cache slot instead; it uses ensurepip and the package index.
 #
-# Extra arguments go to ansible-test, e.g. `scripts/sanity.sh --test pep8`.
+# Every sanity test runs on the controller's Python (3.11, .venv's). The two
+# tests whose result depends on the Python version, compile and import, run
+# again on every other Python that ansible-test supports for modules and that
+# this machine has (3.8 to 3.13: the real interpreters under ~/.pyenv, not
+# its shims, which cannot find a version by name). SANITY_PYTHONS lists the
+# versions to use instead, e.g. SANITY_PYTHONS="3.11 3.8".
+#
+# Extra arguments go to every ansible-test run, e.g.
+# `scripts/sanity.sh --test pep8`; with any, only the controller run happens.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
@@ -72,16 +80,68 @@ make_copy() {
     git -C "$COPY" init -q
 }
 
-main() {
-    local started rc
+supported_versions() {
+    # The Python versions ansible-test runs module tests on, from its source.
+    "$PYTHON" -c 'from ansible_test._util.target.common.constants import (
+    CONTROLLER_PYTHON_VERSIONS as C, REMOTE_ONLY_PYTHON_VERSIONS as R)
+print(" ".join(R + C))'
+}
+
+find_interpreter() {
+    # The real pythonX.Y for a version, or nothing.
+    local version="$1" candidate
+    for candidate in "$HOME"/.pyenv/versions/"$version".*/bin/python"$version" \
+            /usr/local/bin/python"$version" /usr/bin/python"$version"; do
+        if [ -x "$candidate" ] && "$candidate" -c 'import sys' 2>/dev/null; then
+            printf '%s\n' "$candidate"
+            return 0
+        fi
+    done
+    return 0
+}
+
+run_sanity() {
+    # ansible-test sanity with a label in the log, its time, and its status.
+    local label="$1" started rc=0
+    shift
     started=$SECONDS
+    log "ansible-test sanity $label"
+    "$ROOT/.venv/bin/ansible-test" sanity --color no "$@" || rc=$?
+    log "$label: exit $rc after $((SECONDS - started)) s"
+    return "$rc"
+}
+
+main() {
+    local started rc=0 controller version interpreter
+    local -a versions others=()
+    started=$SECONDS
+    controller="$("$PYTHON" -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
+    read -r -a versions <<<"${SANITY_PYTHONS:-$(supported_versions)}"
+    for version in "${versions[@]}"; do
+        [ "$version" = "$controller" ] && continue
+        interpreter="$(find_interpreter "$version")"
+        if [ -z "$interpreter" ]; then
+            log "Python $version is not on this machine; compile and import skip it"
+            continue
+        fi
+        # ansible-test looks for pythonX.Y on PATH: put the real one first.
+        PATH="$(dirname "$interpreter"):$PATH"
+        others+=("$version")
+    done
+    export PATH
+
     check_ignore_files
     seed_pip_bootstrap
     make_copy
-    log "running ansible-test sanity in $COPY"
+    log "running in $COPY"
     cd "$COPY"
-    rc=0
-    "$ROOT/.venv/bin/ansible-test" sanity --python 3.11 --color no "$@" || rc=$?
+    run_sanity "(all tests, Python $controller)" --python "$controller" "$@" || rc=1
+    if [ "$#" -eq 0 ]; then
+        for version in "${others[@]}"; do
+            run_sanity "(compile, import, Python $version)" --python "$version" \
+                --test compile --test import || rc=1
+        done
+    fi
     log "finished in $((SECONDS - started)) s (exit $rc)"
     return "$rc"
 }

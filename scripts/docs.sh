@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Check the collection's documentation and build its docs site.
+#
+#   1. antsibull-docs lint-collection-docs --plugin-docs: every plugin's and
+#      role's documentation validates against the schema the Ansible docs
+#      site uses, semantic markup (M(), O(), V(), RV()) points at things
+#      that exist, and the collection's docs/docsite files are well formed.
+#   2. antsibull-docs collection: one RST page per module, filter and role,
+#      from their own DOCUMENTATION and meta/argument_specs.yml, into
+#      .build/docs-site/rst (--fail-on-error: a page that cannot be made
+#      fails the run instead of becoming an error page).
+#   3. sphinx-build -W with docs/site/conf.py: the HTML site in
+#      .build/docs-site/html. Warnings fail the build.
+#
+# Offline: the site links to the Ansible documentation through a small
+# inventory that docs/site/conf.py writes itself (nothing is downloaded).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
+# shellcheck source=scripts/toolenv.sh
+source "$ROOT/scripts/toolenv.sh"
+SITE="$ROOT/.build/docs-site"
+COLLECTION="$ROOT/.build/collections/ansible_collections/certfleet/deploy"
+
+log() { printf 'docs: %s\n' "$*" >&2; }
+
+tools_venv
+export PATH="$TOOLS_BIN:$PATH"
+export ANSIBLE_COLLECTIONS_PATH="$ROOT/.build/collections"
+[ -d "$COLLECTION" ] || { log "missing $COLLECTION; run scripts/bootstrap.sh"; exit 1; }
+
+rc=0
+log "antsibull-docs lint-collection-docs --plugin-docs"
+(cd "$COLLECTION" && antsibull-docs lint-collection-docs --plugin-docs .) || rc=1
+
+log "writing the plugin and role pages into $SITE/rst"
+rm -rf "$SITE"
+mkdir -p "$SITE/rst"
+chmod 0755 "$SITE/rst"
+antsibull-docs collection --use-current --squash-hierarchy --fail-on-error \
+    --no-add-antsibull-docs-version --dest-dir "$SITE/rst" certfleet.deploy || rc=1
+
+if [ -f "$SITE/rst/index.rst" ]; then
+    log "building the HTML site into $SITE/html"
+    CERTFLEET_DOCS_BUILD="$SITE" sphinx-build -W --keep-going -q -b html \
+        -c "$ROOT/docs/site" "$SITE/rst" "$SITE/html" || rc=1
+fi
+
+if [ "$rc" -eq 0 ]; then
+    log "documentation is clean; the site is $SITE/html/index.html"
+else
+    log "documentation checks failed (see above)"
+fi
+exit "$rc"
