@@ -50,9 +50,10 @@ def watched(tmp_path: Path, with_old: bool = True) -> Path:
     return root
 
 
-def link_specs(root: Path, version: str = "v2", contents: dict = NEW,
+def link_specs(root: Path, version: str = "v2", contents: dict | None = None,
                stage_dir: str | None = None) -> list:
     """Directory, pair, then the link: the order a deploy must rename in."""
+    contents = NEW if contents is None else contents
     directory = root / version
     specs = [FileSpec(str(directory), b"", Ownership(None, None, 0o755),
                       kind="directory", label="versioned directory")]
@@ -115,7 +116,7 @@ def test_the_link_is_replaced_by_one_rename(tmp_path, monkeypatch) -> None:
     assert os.path.basename(link_renames[0][0]).endswith(transaction.STAGE_SUFFIX)
     assert str(root / "current") not in unlinked
     # the pair is in place before the link moves
-    order = [d for _, d in renames if not d.endswith("journal.json")]
+    order = [dst for _src, dst in renames if not dst.endswith("journal.json")]
     assert order[-1] == str(root / "current")
 
 
@@ -317,8 +318,11 @@ def test_failed_link_restore_is_finished_by_the_next_run(tmp_path, monkeypatch):
         txn.plan(link_specs(root))
         txn.apply()
         real = os.replace
-        monkeypatch.setattr(os, "replace", lambda *a: (_ for _ in ()).throw(
-            OSError(30, "Read-only file system")))
+
+        def read_only(*_args):
+            raise OSError(30, "Read-only file system")
+
+        monkeypatch.setattr(os, "replace", read_only)
         with pytest.raises(TransactionError, match="Restoring the previous"):
             txn.rollback()
         monkeypatch.setattr(os, "replace", real)
