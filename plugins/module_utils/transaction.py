@@ -636,4 +636,3 @@ class Transaction:
         for entry in removed:
             shutil.rmtree(os.path.join(self.backup_root, entry))
         return removed
-
