@@ -34,7 +34,11 @@ def start_dovecot(tmp_path: Path, pki: PKI, ssl_settings: str | None = None,
     paths = pki.rsa.write(tmp_path / "live")
     server = Dovecot(None, paths["fullchain"], paths["privkey"],
                      ssl_settings=ssl_settings)
-    server.start()
+    try:
+        server.start()
+    except BaseException:
+        server.stop()
+        raise
     return server
 
 

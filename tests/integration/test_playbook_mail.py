@@ -35,14 +35,12 @@ def mail_host(tmp_path: Path, pki: PKI) -> Iterator[tuple]:
     dovecot_files = pki.rsa.write(tmp_path / "dovecot-tls")
     postfix = Postfix(None, postfix_files["fullchain"], postfix_files["privkey"])
     dovecot = Dovecot(None, dovecot_files["fullchain"], dovecot_files["privkey"])
-    postfix.start()
     try:
+        postfix.start()
         dovecot.start()
-        try:
-            yield postfix, dovecot
-        finally:
-            dovecot.stop()
+        yield postfix, dovecot
     finally:
+        dovecot.stop()
         postfix.stop()
 
 

@@ -33,8 +33,8 @@ def postfix_site(tmp_path: Path, pki: PKI) -> Iterator[Postfix]:
     require_postfix()
     paths = pki.rsa.write(tmp_path / "live")
     server = Postfix(None, paths["fullchain"], paths["privkey"])
-    server.start()
     try:
+        server.start()
         yield server
     finally:
         server.stop()
@@ -349,8 +349,8 @@ def chain_file_site(tmp_path: Path, pki: PKI) -> Iterator[Postfix]:
     bundle.write_bytes(pki.rsa.key_pem + pki.rsa.fullchain_pem)
     bundle.chmod(0o600)
     server = Postfix(None, chain_files=bundle)
-    server.start()
     try:
+        server.start()
         yield server
     finally:
         server.stop()
@@ -407,8 +407,8 @@ def sni_site(tmp_path: Path, pki: PKI) -> Iterator[Postfix]:
         subprocess.run(["postmap", "-c", str(server.config_dir), "-F",
                         f"hash:{name}"], check=True, timeout=60)
     server.sni_bundle = bundle
-    server.start()
     try:
+        server.start()
         yield server
     finally:
         server.stop()

@@ -235,12 +235,30 @@ class Dovecot:
     # -- start and stop -------------------------------------------------------
 
     def start(self) -> None:
-        """Start the master in the foreground and wait until IMAP answers."""
+        """Start the master in the foreground and wait until IMAP answers.
+
+        When another process took a port the harness chose, pick new ports
+        and try again.
+        """
         if self._process is not None and self._process.poll() is None:
             raise DovecotError(f"{self!r} is already running")
         if not self.conf_path.exists():
             self.write_config()
-        offset = self._log_size()
+        for _attempt in range(3):
+            offset = self._log_size()
+            try:
+                self._launch(offset)
+                return
+            except DovecotError as error:
+                if "Address already in use" not in str(error):
+                    raise
+            self.imap_port = free_port(self.host)
+            self.imaps_port = free_port(self.host)
+            self.pop3_port = free_port(self.host)
+            self.write_config()
+        raise DovecotError(f"{self!r}: every port tried was taken")
+
+    def _launch(self, offset: int) -> None:
         parent = os.getpid()
         with open(self.output_log, "ab") as output:
             self._process = subprocess.Popen(
@@ -261,10 +279,10 @@ class Dovecot:
             if self._read_pid() == self._process.pid and self._greets():
                 return
             time.sleep(0.05)
+        message = (f"{self!r} did not greet within {START_TIMEOUT:.0f} s:\n"
+                   f"{self.log_tail(offset)}")
         self.stop()
-        raise DovecotError(
-            f"{self!r} did not greet within {START_TIMEOUT:.0f} s:\n"
-            f"{self.log_tail(offset)}")
+        raise DovecotError(message)
 
     def _greets(self) -> bool:
         try:

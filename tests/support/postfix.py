@@ -278,9 +278,10 @@ class Postfix:
         result = subprocess.run(argv, capture_output=True, text=True,
                                 timeout=COMMAND_TIMEOUT, check=False)
         if result.returncode != 0:
+            # Postfix reports most problems to its log, not to stderr.
             raise PostfixError(
                 f"{' '.join(argv)} exited {result.returncode}: "
-                f"{result.stderr.strip()}")
+                f"{result.stderr.strip()}\nmaillog:\n{self.log_tail(lines=5)}")
         return result.stdout
 
     # -- start and stop -------------------------------------------------------
@@ -333,10 +334,10 @@ class Postfix:
             if self._read_pid() == self._process.pid and self._greets():
                 return
             time.sleep(0.05)
+        message = (f"{self!r} did not greet within {START_TIMEOUT:.0f} s; "
+                   f"maillog:\n{self.log_tail(offset)}")
         self.stop()
-        raise PostfixError(
-            f"{self!r} did not greet within {START_TIMEOUT:.0f} s; maillog:\n"
-            f"{self.log_tail(offset)}")
+        raise PostfixError(message)
 
     def _greets(self) -> bool:
         """Whether the STARTTLS listener answers with an SMTP greeting."""
@@ -366,6 +367,7 @@ class Postfix:
         master = self.master_pid()
         if master is None:
             self._forget()
+            self.remove_base_dir()
             return
         children = _children(master)
         _signal(master, signal.SIGTERM)
