@@ -91,7 +91,7 @@ def argument_spec(server: Server) -> dict:
         owner=dict(type="str"),
         group=dict(type="str"),
         cert_mode=dict(type="raw"),
-        key_mode=dict(type="raw"),
+        key_mode=dict(type="raw", no_log=False),
         follow_symlinks=dict(type="bool", default=True),
         expected_names=dict(type="list", elements="str", default=[]),
         min_days_valid=dict(type="int", default=0),
@@ -333,8 +333,8 @@ class Deploy:
         """
         state = os.path.realpath(state_dir)
         for spec in specs:
-            for live in {os.path.dirname(os.path.realpath(spec.path)),
-                         os.path.realpath(os.path.dirname(spec.path))}:
+            for live in sorted({os.path.dirname(os.path.realpath(spec.path)),
+                                os.path.realpath(os.path.dirname(spec.path))}):
                 inside = (self.server.loads_directories
                           and state.startswith(live.rstrip(os.sep) + os.sep))
                 if state == live or inside:

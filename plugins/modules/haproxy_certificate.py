@@ -37,8 +37,8 @@ options:
     required: true
   key_path:
     description:
-      - The key in a file of its own, where HAProxy looks for it: the
-        certificate's path with C(.key) appended, or with its extension
+      - The key in a file of its own, where HAProxy looks for it, that is
+        the certificate's path with C(.key) appended, or with its extension
         replaced by C(.key) under C(ssl-load-extra-del-ext). Any other path
         is refused.
       - Without it, the key goes into O(cert_path).
@@ -61,12 +61,12 @@ options:
       - Path of the master CLI socket (the C(-S) option of a master-worker
         HAProxy). When given and O(reload_command) is not, reloads are sent
         there as C(reload).
-      - Either way, every reload is then checked with C(show proc): it is
+      - Either way, every reload is then checked with C(show proc). It is
         over when the master has counted it, and one the master counts as
         failed (the previous workers keep serving) fails the deploy at once.
       - Recommended with a signal-based O(reload_command) such as
-        C(systemctl reload haproxy): HAProxy 2.6 can lose a reload signal that
-        arrives while it is still reloading, as a rollback's may.
+        C(systemctl reload haproxy), because HAProxy 2.6 can lose a reload
+        signal that arrives while it is still reloading, as a rollback's may.
     type: path
   verify_without_sni:
     description:
@@ -113,8 +113,10 @@ notes:
 extends_documentation_fragment:
   - certfleet.deploy.deploy
   - certfleet.deploy.deploy.attributes
+  - ansible.builtin.action_common_attributes
+  - ansible.builtin.action_common_attributes.actiongroups
 author:
-  - certfleet.deploy maintainers
+  - certfleet.deploy maintainers (!UNKNOWN)
 seealso:
   - module: certfleet.deploy.nginx_certificate
   - module: certfleet.deploy.apache_certificate

@@ -272,7 +272,7 @@ def test_served_means_every_new_connection(apache_site, pki, tmp_path) -> None:
     """Right after the module returns, every handshake gets the new certificate."""
     result = run_module(MODULE, args_for(apache_site, pki.ecdsa, tmp_path))
     assert result["changed"] is True, result.get("msg")
-    seen = {apache_site.served_sha256() for _ in range(30)}
+    seen = {apache_site.served_sha256() for _attempt in range(30)}
     assert seen == {pki.ecdsa.sha256}
     assert result["served"]["handshakes"] >= 3
 

@@ -180,7 +180,7 @@ def test_master_socket_reload_is_checked(haproxy_site, pki, tmp_path) -> None:
     assert result["applied_by"] == "reload"
     assert site.reload_counts() == (reloads + 1, failed)
     assert served_everywhere(site, pki.ecdsa.sha256)
-    seen = {site.served_sha256() for _ in range(20)}
+    seen = {site.served_sha256() for _attempt in range(20)}
     assert seen == {pki.ecdsa.sha256}
 
 
