@@ -24,34 +24,14 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
 PYTHON="$ROOT/.venv/bin/python"
-COPY="$ROOT/.build/sanity/ansible_collections/certfleet/deploy"
-CACHE="$HOME/.ansible/test/cache"
-STANDIN_MARK='Offline stand-in for the pip bootstrap script'
 
 log() { printf 'sanity: %s\n' "$*" >&2; }
 die() { printf 'sanity: error: %s\n' "$*" >&2; exit 1; }
 
-[ -x "$PYTHON" ] || die "$PYTHON is missing; run scripts/bootstrap.sh first"
+# shellcheck source=scripts/ansible_test_lib.sh
+source "$ROOT/scripts/ansible_test_lib.sh"
 
-seed_pip_bootstrap() {
-    # The pip version ansible-test bootstraps, read from its own source.
-    local version cached
-    version="$("$PYTHON" - <<'EOF'
-import pathlib, re, ansible_test
-source = pathlib.Path(ansible_test.__file__).parent / '_internal' / 'python_requirements.py'
-match = re.search(r"default_packages = dict\(\s*pip='([^']+)'", source.read_text())
-print(match.group(1) if match else '')
-EOF
-)"
-    [ -n "$version" ] || die "cannot tell which pip version ansible-test bootstraps"
-    cached="$CACHE/get_pip_${version//./_}.py"
-    mkdir -p "$CACHE"
-    if [ -f "$cached" ] && ! grep -q "$STANDIN_MARK" "$cached"; then
-        log "keeping the existing pip bootstrap script at $cached"
-        return 0
-    fi
-    install -m 0644 "$ROOT/scripts/get_pip_standin.py" "$cached"
-}
+[ -x "$PYTHON" ] || die "$PYTHON is missing; run scripts/bootstrap.sh first"
 
 check_ignore_files() {
     local file
@@ -61,23 +41,6 @@ check_ignore_files() {
             die "${file#"$ROOT"/} has entries; this collection keeps sanity clean without ignores"
         fi
     done
-}
-
-make_copy() {
-    git -C "$ROOT" rev-parse --is-inside-work-tree >/dev/null 2>&1 \
-        || die "$ROOT is not a git checkout; the file list comes from git"
-    rm -rf "$ROOT/.build/sanity"
-    mkdir -p "$COPY"
-    # Files deleted from the work tree but still in the index are skipped.
-    git -C "$ROOT" ls-files -z --cached --others --exclude-standard \
-        | (cd "$ROOT" && while IFS= read -r -d '' path; do
-               if [ -e "$path" ] || [ -L "$path" ]; then printf '%s\0' "$path"; fi
-           done) \
-        | tar -C "$ROOT" --null --no-recursion -T - -cf - \
-        | tar -C "$COPY" -xf -
-    # A repository of its own, so ansible-test lists these files and does
-    # not walk up to the checkout that holds .build.
-    git -C "$COPY" init -q
 }
 
 supported_versions() {
@@ -112,7 +75,7 @@ run_sanity() {
 }
 
 main() {
-    local started rc=0 controller version interpreter
+    local started rc=0 controller version interpreter copy
     local -a versions others=()
     started=$SECONDS
     controller="$("$PYTHON" -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
@@ -131,10 +94,10 @@ main() {
     export PATH
 
     check_ignore_files
-    seed_pip_bootstrap
-    make_copy
-    log "running in $COPY"
-    cd "$COPY"
+    seed_pip_bootstrap || die "cannot seed the pip bootstrap script"
+    copy="$(copy_collection "$ROOT/.build/sanity")"
+    log "running in $copy"
+    cd "$copy"
     run_sanity "(all tests, Python $controller)" --python "$controller" "$@" || rc=1
     if [ "$#" -eq 0 ]; then
         for version in "${others[@]}"; do
