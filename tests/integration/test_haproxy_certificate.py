@@ -15,6 +15,7 @@ import os
 import stat
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -446,6 +447,47 @@ def test_crt_directory_gets_cert_and_key_sibling_only(haproxy_dir_site, pki,
     assert served_everywhere(site, pki.ecdsa.sha256)
     reload = subprocess.run(site.validate_command, capture_output=True, check=False)
     assert reload.returncode == 0, reload.stderr
+
+
+def test_crt_directory_never_shows_a_readable_key_or_a_loadable_file(
+        haproxy_dir_site, pki, tmp_path):
+    """F08: watched during a deploy, the directory only ever holds live files.
+
+    A thread lists the crt directory as fast as it can while the module runs.
+    Every file it sees that holds the key must be mode 0600, and every name
+    that is not a live file must be hidden (HAProxy skips hidden files).
+    """
+    site = haproxy_dir_site
+    live = {"site.pem", "site.pem.key"}
+    seen: dict = {}
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.is_set():
+            for entry in os.scandir(site.crt):
+                try:
+                    mode = stat.S_IMODE(entry.stat().st_mode)
+                except FileNotFoundError:
+                    continue
+                seen.setdefault(entry.name, set()).add(mode)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        args = args_for(site, pki.ecdsa, tmp_path, **runtime(site),
+                        cert_path=str(site.crt / "site.pem"),
+                        key_path=str(site.crt / "site.pem.key"))
+        result = run_module(MODULE, args)
+    finally:
+        done.set()
+        watcher.join()
+    assert result.get("failed") is not True, result["msg"]
+    assert any(name.endswith(".certfleet-stage") for name in seen), seen
+    assert all(name in live or name.startswith(".") for name in seen), seen
+    assert seen["site.pem.key"] == {0o600}
+    assert all(modes == {0o600} for name, modes in seen.items()
+               if name.startswith(".site.pem.key")), seen
+    assert sorted(p.name for p in site.crt.iterdir()) == sorted(live)
 
 
 @pytest.mark.parametrize("where", ["inside", "equal"])
