@@ -401,6 +401,22 @@ def test_unknown_certificate_name_falls_back_to_a_reload(haproxy_site, pki,
     assert served_everywhere(site, pki.ecdsa.sha256)
 
 
+def test_file_in_place_but_old_served_is_converged_at_runtime(haproxy_site, pki,
+                                                             tmp_path):
+    """F05: the file is right, HAProxy serves the old one; the API fixes it."""
+    site = haproxy_site
+    site.crt.write_bytes(combined(pki.ecdsa))
+    workers = site.worker_pids()
+    assert site.served_sha256() == pki.rsa.sha256
+    result = run_module(MODULE, args_for(site, pki.ecdsa, tmp_path,
+                                         **runtime(site)))
+    assert result["changed"] is True, result.get("msg")
+    assert "did not serve them" in result["reason"]
+    assert result["applied_by"] == "runtime_api"
+    assert site.worker_pids() == workers
+    assert served_everywhere(site, pki.ecdsa.sha256)
+
+
 def test_concurrent_runs_serialise_and_leave_one_file(haproxy_site, pki, tmp_path):
     """Two deploys of different certificates at once: one whole PEM wins."""
     site = haproxy_site
