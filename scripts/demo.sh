@@ -8,12 +8,23 @@
 # file) and removes the directory. The machine's own nginx is never touched.
 #
 # Exit status: 0 when the served certificate is the deployed one.
+#
+# Usage: scripts/demo.sh [--collections-path DIR]
+#
+# By default the collection comes from this checkout (through the
+# .build/collections link). With --collections-path, it comes from DIR
+# instead, where `ansible-galaxy collection install -p DIR` put it: the
+# playbook and every module run from DIR/ansible_collections/certfleet/deploy,
+# and the checkout only lends its .venv and the demo CA script
+# (scripts/package.sh uses this to prove the built artifact works).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
 PYTHON="$ROOT/.venv/bin/python"
 SERVER_NAME="${DEMO_SERVER_NAME:-demo.example.com}"
 DEMO_DIR=""
+COLLECTIONS_PATH="$ROOT/.build/collections"
+INSTALLED=""
 
 log() { printf 'demo: %s\n' "$*" >&2; }
 die() { printf 'demo: error: %s\n' "$*" >&2; exit 1; }
@@ -157,19 +168,51 @@ variables = {
 with open(out, 'w', encoding='utf-8') as handle:
     json.dump(variables, handle, indent=2)
 EOF
-    log "running playbooks/demo.yml"
-    ANSIBLE_COLLECTIONS_PATH="$ROOT/.build/collections" \
+    local playbook="$COLLECTIONS_PATH/ansible_collections/certfleet/deploy/playbooks/demo.yml"
+    log "running $playbook"
+    ANSIBLE_COLLECTIONS_PATH="$COLLECTIONS_PATH" \
     ANSIBLE_PYTHON_INTERPRETER="$PYTHON" \
         "$ROOT/.venv/bin/ansible-playbook" -i localhost, -c local \
-        "$ROOT/playbooks/demo.yml" -e "@$DEMO_DIR/vars.json"
+        "$playbook" -e "@$DEMO_DIR/vars.json"
+}
+
+use_installed_collection() {
+    # Run everything from an installed copy in $1: nothing may reach the
+    # checkout's collection, neither through PYTHONPATH nor through sys.path.
+    local dir="$1" module
+    [ -n "$dir" ] || die "--collections-path needs a directory"
+    COLLECTIONS_PATH="$(cd "$dir" && pwd -P)" || die "no directory $dir"
+    INSTALLED="$COLLECTIONS_PATH/ansible_collections/certfleet/deploy"
+    [ -f "$INSTALLED/MANIFEST.json" ] \
+        || die "$INSTALLED/MANIFEST.json is missing: install the collection there first"
+    unset PYTHONPATH
+    export ANSIBLE_COLLECTIONS_SCAN_SYS_PATH=false
+    module="$(ANSIBLE_COLLECTIONS_PATH="$COLLECTIONS_PATH" "$ROOT/.venv/bin/ansible-doc" \
+        --json -t module certfleet.deploy.nginx_certificate \
+        | "$PYTHON" -c 'import json, sys; print(json.load(sys.stdin)["certfleet.deploy.nginx_certificate"]["doc"]["filename"])')"
+    case "$module" in
+        "$INSTALLED"/*) log "using the collection installed in $INSTALLED" ;;
+        *) die "certfleet.deploy.nginx_certificate resolves to $module, not to $INSTALLED" ;;
+    esac
 }
 
 main() {
     local port before after deployed expected
+    while [ "$#" -gt 0 ]; do
+        case "$1" in
+            --collections-path) INSTALLED="${2:-}"; shift 2 || die "--collections-path needs a directory" ;;
+            --collections-path=*) INSTALLED="${1#*=}"; shift ;;
+            -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; return 0 ;;
+            *) die "unknown argument $1 (see --help)" ;;
+        esac
+    done
     bash "$ROOT/scripts/bootstrap.sh"
     command -v nginx >/dev/null || die "nginx is not installed"
-    [ -f "$ROOT/plugins/modules/nginx_certificate.py" ] \
-        || die "plugins/modules/nginx_certificate.py does not exist yet"
+    if [ -n "$INSTALLED" ]; then
+        use_installed_collection "$INSTALLED"
+    fi
+    [ -f "$COLLECTIONS_PATH/ansible_collections/certfleet/deploy/plugins/modules/nginx_certificate.py" ] \
+        || die "certfleet.deploy.nginx_certificate is missing from $COLLECTIONS_PATH"
 
     DEMO_DIR="$(mktemp -d /tmp/certfleet-demo.XXXXXX)"
     trap cleanup EXIT
