@@ -52,7 +52,8 @@ main() {
 
     log "ansible-galaxy collection build"
     mkdir -p "$DIST"
-    rm -f "$artifact"
+    # One artifact at a time: execution-environment.yml copies whichever is there.
+    rm -f "$DIST"/certfleet-deploy-*.tar.gz
     (cd "$ROOT" && "$VENV_BIN/ansible-galaxy" collection build --force --output-path "$DIST" .)
     [ -f "$artifact" ] || die "the build did not write $artifact"
     check_contents "$artifact"
