@@ -390,7 +390,8 @@ class Deploy:
             self.roll_back(txn, changes, exc)
         txn.mark_verified()
         with self.timings.step("prune"):
-            txn.commit()
+            for warning in txn.commit():
+                self.module.warn(warning)
             self.after_commit(txn)
 
     def after_commit(self, txn: Transaction) -> None:

@@ -79,22 +79,43 @@ def write_new(path: str, data: bytes, owner: Ownership) -> None:
     """Create ``path`` exclusively at 0600, write, fsync, then own and chmod.
 
     The file is never readable by anyone else while it holds partial data or
-    before its final mode is set.
+    before its final mode is set. When any step fails (a full disk, say), the
+    partial file is removed before the error is raised: nothing half-written
+    is left behind for a later run, or a server reading the directory, to find.
     """
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
-        os.fchmod(fd, 0o600)
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-        os.fsync(fd)
-        uid = -1 if owner.uid is None else owner.uid
-        gid = -1 if owner.gid is None else owner.gid
-        if uid not in (-1, os.geteuid()) or gid not in (-1, os.getegid()):
-            os.fchown(fd, uid, gid)
-        os.fchmod(fd, owner.mode)
-    finally:
-        os.close(fd)
+        try:
+            os.fchmod(fd, 0o600)
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+            uid = -1 if owner.uid is None else owner.uid
+            gid = -1 if owner.gid is None else owner.gid
+            if uid not in (-1, os.geteuid()) or gid not in (-1, os.getegid()):
+                os.fchown(fd, uid, gid)
+            os.fchmod(fd, owner.mode)
+        finally:
+            os.close(fd)
+    except OSError:
+        discard(path)
+        raise
+
+
+def discard(path: str) -> bool:
+    """Remove ``path`` after an error; tell whether it is gone.
+
+    Only for cleaning up after another error, which is the one to report: a
+    file that cannot be removed now is removed by the next run under the lock.
+    """
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False
+    return True
 
 
 def make_directory(path: str, owner: Ownership) -> None:
@@ -224,6 +245,8 @@ class Transaction:
         self.phase = "new"
         self._lock_fd: int | None = None
         self.lock_wait_ms = 0
+        # Why the verified phase could not be recorded, if it could not.
+        self.unrecorded: OSError | None = None
         # When the last rename into place happened (swap or restore), for
         # servers that pick changes up by themselves.
         self.last_rename: float | None = None
@@ -281,20 +304,31 @@ class Transaction:
     def backup_root(self) -> str:
         return os.path.join(self.state_dir, BACKUPS)
 
+    @property
+    def journal_temp(self) -> str:
+        return self.journal_path + ".tmp"
+
     def _write_journal(self, phase: str) -> None:
-        """Record the phase atomically: temp file, fsync, rename, fsync dir."""
-        self.phase = phase
+        """Record the phase atomically: temp file, fsync, rename, fsync dir.
+
+        ``phase`` becomes the transaction's phase once the journal says so.
+        """
         record = {
             "deployment_id": self.deployment_id,
             "phase": phase,
             "changes": [asdict(c) for c in self.changes],
         }
-        temp = self.journal_path + ".tmp"
+        temp = self.journal_temp
         if os.path.exists(temp):
             os.unlink(temp)
         data = json.dumps(record, indent=1, sort_keys=True).encode()
         write_new(temp, data, Ownership(None, None, 0o600))
-        os.replace(temp, self.journal_path)
+        try:
+            os.replace(temp, self.journal_path)
+        except OSError:
+            discard(temp)
+            raise
+        self.phase = phase
         fsync_dir(self.state_dir)
 
     def _drop_journal(self) -> None:
@@ -320,7 +354,15 @@ class Transaction:
                     "action": "none (check mode)"}
 
     def recover(self) -> dict | None:
-        """Finish a transaction a killed run left behind; say what was done."""
+        """Finish a transaction a killed run left behind; say what was done.
+
+        A temporary journal that a run died writing is removed first: it never
+        became the journal, so nothing relied on it.
+        """
+        if os.path.lexists(self.journal_temp) and not discard(self.journal_temp):
+            raise TransactionError(
+                f"The temporary journal {self.journal_temp} of an earlier run "
+                "cannot be removed; remove it by hand.")
         raw = read_bytes(self.journal_path)
         if raw is None:
             return None
@@ -336,8 +378,14 @@ class Transaction:
         saved_id, self.deployment_id = self.deployment_id, old_id
         self.changes = changes
         if phase == "verified":
-            self._cleanup_stages()
-            self._drop_journal()
+            try:
+                self._cleanup_stages()
+                self._drop_journal()
+            except OSError as exc:
+                raise TransactionError(
+                    f"The verified transaction in {self.journal_path} cannot be "
+                    f"closed: {exc.strerror} ({exc.filename}); its new files are "
+                    "in place. Remove the journal by hand.") from None
             action = "completed"
         else:
             self.rollback()
@@ -513,13 +561,52 @@ class Transaction:
             ) from None
 
     def mark_verified(self) -> None:
-        self._write_journal("verified")
+        """Record that the new files are served.
 
-    def commit(self) -> None:
-        """Forget the transaction: prune old backups, drop the journal."""
-        self._cleanup_stages()
-        self._drop_journal()
-        self.prune()
+        From then on a run that dies before the journal is gone completes the
+        transaction instead of undoing it. Failing to write this record undoes
+        nothing by itself: ``commit`` removing the journal closes the
+        transaction just as well, and says so when it cannot.
+        """
+        try:
+            self._write_journal("verified")
+        except OSError as exc:
+            self.unrecorded = exc
+
+    def commit(self) -> list:
+        """Forget a verified transaction: drop the journal, prune old backups.
+
+        The new files are in place and served, so nothing here undoes them.
+        Returns warnings about what could not be tidied up. Raises
+        ``TransactionError`` only when a journal without the ``verified``
+        record stays behind, because the next run would then put the previous
+        files back.
+        """
+        warnings = []
+        try:
+            self._cleanup_stages()
+            self._drop_journal()
+        except OSError as exc:
+            if os.path.lexists(self.journal_path) and self.phase != "verified":
+                why = f"{exc.strerror} ({exc.filename})"
+                if self.unrecorded is not None:
+                    why = f"{self.unrecorded.strerror}, then {why}"
+                raise TransactionError(
+                    f"The new files are in place and served, but the journal "
+                    f"{self.journal_path} could not be closed: {why}. The next "
+                    "run would put the previous files back: remove the journal "
+                    "by hand.", journal=self.journal_path) from None
+            if os.path.lexists(self.journal_path):
+                warnings.append(
+                    f"The journal {self.journal_path} of this verified deploy "
+                    f"could not be removed ({exc.strerror}); the next run "
+                    "removes it.")
+        try:
+            self.prune()
+        except OSError as exc:
+            warnings.append(f"Old backups in {self.backup_root} could not be "
+                            f"pruned ({exc.strerror}); the next deploy tries again.")
+        return warnings
 
     # -- undo -------------------------------------------------------------------
 
