@@ -124,18 +124,19 @@ class RuntimeApi:
                 f"The certificate name {self.name!r} cannot be given on HAProxy's "
                 "command line (it is empty or holds white space)."
             )
+        try:
+            self.set_commit_confirm(payload, leaf_sha1)
+        except CommandError as exc:
+            exc.details["abort"] = self.abort()
+            raise
+
+    def set_commit_confirm(self, payload: str, leaf_sha1: str) -> None:
+        """Each step's answer is read: HAProxy reports refusals in text only."""
         reply = self.ask(f"set ssl cert {self.name} <<", payload)
         if not any(word in reply for word in _STARTED):
             raise CommandError(
                 f"HAProxy refused `set ssl cert {self.name}`: {_short(reply)}",
                 socket=self.socket_path)
-        try:
-            self.commit_and_confirm(leaf_sha1)
-        except CommandError as exc:
-            exc.details["abort"] = self.abort()
-            raise
-
-    def commit_and_confirm(self, leaf_sha1: str) -> None:
         reply = self.ask(f"commit ssl cert {self.name}")
         if "Success!" not in reply:
             raise CommandError(
