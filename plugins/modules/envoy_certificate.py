@@ -140,8 +140,10 @@ notes:
 extends_documentation_fragment:
   - certfleet.deploy.deploy
   - certfleet.deploy.deploy.attributes
+  - ansible.builtin.action_common_attributes
+  - ansible.builtin.action_common_attributes.actiongroups
 author:
-  - certfleet.deploy maintainers
+  - certfleet.deploy maintainers (!UNKNOWN)
 seealso:
   - module: certfleet.deploy.tls_probe
   - module: certfleet.deploy.traefik_certificate

@@ -374,7 +374,7 @@ def test_killed_between_renames_next_run_recovers_a_consistent_pair(
             recovered = txn.recover()
         after = snapshot(live)
         assert set(after) == set(OLD), f"leftover files after kill {kill_at}"
-        contents = {n: d for n, (d, _) in after.items()}
+        contents = {n: d for n, (d, _mode) in after.items()}
         assert contents in (OLD, NEW), f"mixed pair after kill {kill_at}: {pair}"
         if recovered and recovered["phase"] != "verified":
             assert contents == OLD
