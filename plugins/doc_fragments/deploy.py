@@ -12,8 +12,8 @@ class ModuleDocFragment:
 options:
   cert_content:
     description:
-      - The certificate as PEM text: the leaf first, optionally followed by its
-        chain (each certificate issued by the one after it).
+      - "The certificate as PEM text: the leaf first, optionally followed by its
+        chain (each certificate issued by the one after it)."
       - May also hold the private key (a combined or key-first bundle).
       - Mutually exclusive with O(cert_src). One of the two is required.
     type: str
@@ -125,8 +125,8 @@ options:
     default: 60
   backup_dir:
     description:
-      - State directory of this target on the managed host: its lock, its
-        journal and its backups. The server must not read it.
+      - "State directory of this target on the managed host: its lock, its
+        journal and its backups. The server must not read it."
       - A directory that holds a deployed file is refused, and so is one
         inside it for servers that load whole directories (HAProxy).
       - Defaults to C(/var/lib/certfleet/SERVER).
@@ -174,7 +174,7 @@ options:
       - How each probe starts TLS. V(tls) is implicit TLS; V(smtp), V(imap)
         and V(pop3) ask for STARTTLS first, and a refusal fails the probe with
         the server's own reply.
-      - V(auto) chooses by port, for each endpoint: STARTTLS on 25 and 587
+      - V(auto) chooses by port, for each endpoint. STARTTLS on 25 and 587
         (SMTP), 143 (IMAP) and 110 (POP3); implicit TLS on every other port.
         On other ports, give the protocol here or in the endpoint itself
         (see O(verify_endpoint)).

@@ -178,7 +178,7 @@ class _Lines:
             if len(self.buffer) > _LINE_LIMIT:
                 raise ProbeError(f"{self.endpoint} sent an overlong line.",
                                  endpoint=str(self.endpoint))
-        line, _, self.buffer = self.buffer.partition(b"\n")
+        line, _newline, self.buffer = self.buffer.partition(b"\n")
         return line.decode("utf-8", errors="replace").rstrip("\r")
 
     def send(self, text: str) -> None:
