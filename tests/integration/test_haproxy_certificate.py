@@ -401,8 +401,8 @@ def test_unknown_certificate_name_falls_back_to_a_reload(haproxy_site, pki,
     assert served_everywhere(site, pki.ecdsa.sha256)
 
 
-def test_file_in_place_but_old_served_is_converged_at_runtime(haproxy_site, pki,
-                                                             tmp_path):
+def test_file_in_place_but_old_served_is_converged_at_runtime(
+        haproxy_site, pki, tmp_path):
     """F05: the file is right, HAProxy serves the old one; the API fixes it."""
     site = haproxy_site
     site.crt.write_bytes(combined(pki.ecdsa))
