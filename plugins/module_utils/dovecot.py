@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 from ansible_collections.certfleet.deploy.plugins.module_utils import (
     commands,
+    material as mat,
     target,
 )
 from ansible_collections.certfleet.deploy.plugins.module_utils.errors import (
@@ -105,6 +106,7 @@ def setting_path(name: str, value: str, syntax: Syntax) -> str | None:
 
 
 def same_file(one: str, other: str) -> bool:
+    """Whether two paths name one file, as given or through symbolic links."""
     return one == other or os.path.realpath(one) == os.path.realpath(other)
 
 
@@ -141,7 +143,7 @@ class DovecotDeploy(target.Deploy):
                                     self.params["config_file"])
         return commands.make(argv, what, self.server.name)
 
-    def specs(self, material) -> list:
+    def specs(self, material: mat.Material) -> list:
         """The files; then, before anything is touched, the settings check."""
         specs = super().specs(material)
         if self.params["check_settings"]:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from ansible_collections.certfleet.deploy.plugins.module_utils import (
     commands,
+    material as mat,
     target,
 )
 from ansible_collections.certfleet.deploy.plugins.module_utils.errors import (
@@ -91,7 +92,7 @@ class PostfixDeploy(target.Deploy):
         return commands.make(argv + ["-F", sni_map.name], "table rebuild",
                              self.server.name)
 
-    def specs(self, material) -> list:
+    def specs(self, material: mat.Material) -> list:
         """The files, and before anything is touched, the tables naming them."""
         specs = super().specs(material)
         paths = [s.path for s in specs]
