@@ -245,19 +245,26 @@ requirements:
     ATTRIBUTES = r"""
 attributes:
   check_mode:
+    description: Whether a run with C(--check) reports what it would do and
+      leaves the host alone.
     support: full
     details:
       - Reports what would change, including a server that serves something
         other than the files in place; writes and reloads nothing.
   diff_mode:
+    description: Whether a run with C(--diff) shows the before and after of
+      what it changes.
     support: full
     details:
       - Shows subjects, subjectAltNames, expiry dates and SHA-256 fingerprints;
         never key bytes.
   platform:
+    description: The systems the managed host may run.
     support: full
     platforms: posix
   action_group:
+    description: Use C(group/certfleet.deploy.deploy) in C(module_defaults) to
+      set defaults for every server module at once.
     support: full
     membership:
       - certfleet.deploy.deploy

@@ -86,12 +86,17 @@ options:
     default: 1
 attributes:
   check_mode:
+    description: Whether a run with C(--check) reports what it would do and
+      leaves the host alone.
     support: full
     details:
       - The probe changes nothing, so it runs in check mode too.
   diff_mode:
+    description: Whether a run with C(--diff) shows the before and after of
+      what it changes.
     support: none
   platform:
+    description: The systems the managed host may run.
     support: full
     platforms: posix
 notes:
@@ -102,7 +107,7 @@ notes:
   - Not in the C(certfleet.deploy.deploy) action group, whose defaults are
     the server modules' options.
 author:
-  - certfleet.deploy maintainers
+  - certfleet.deploy maintainers (!UNKNOWN)
 seealso:
   - module: certfleet.deploy.nginx_certificate
 """
