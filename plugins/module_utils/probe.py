@@ -451,7 +451,8 @@ def require(verdict: Verdict, endpoint: Endpoint, expected: str) -> Verdict:
         return verdict
     raise VerifyError(
         f"{endpoint} did not serve the certificate {expected} after "
-        f"{verdict.attempts} attempt(s): {verdict.error or 'no handshake'}",
+        f"{verdict.attempts} attempt(s): "
+        f"{(verdict.error or 'no handshake').rstrip('.')}.",
         endpoint=str(endpoint),
         served=verdict.last.sha256 if verdict.last else None,
     )
