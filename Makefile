@@ -19,16 +19,28 @@ export ANSIBLE_PYTHON_INTERPRETER := $(PYTHON)
 export CERTFLEET_VENV_PYTHON := $(PYTHON)
 export PATH := $(VENV)/bin:$(PATH)
 
-.PHONY: help venv deps test pytest unit integration sanity lint docs demo build clean
+# Every gate of `make test`, in the order it runs them (see docs/checks.md).
+GATES := pytest units sanity lint docs changelog package ee molecule runner
+
+.PHONY: help venv deps test tools pytest unit integration units sanity lint docs \
+	changelog package ee molecule runner demo build clean
 
 help:
 	@echo "make deps         install Debian packages, .venv and the collection link"
-	@echo "make test         unit + integration tests with coverage, sanity, lint"
+	@echo "make test         every gate below, each even when one fails, with a summary"
+	@echo "make pytest       unit + integration tests with the coverage gate"
 	@echo "make unit         unit tests only (no coverage gate)"
 	@echo "make integration  integration tests only (no coverage gate)"
-	@echo "make sanity       ansible-test sanity on a copy of the collection"
-	@echo "make lint         ansible-lint (own venv in .build/venv-lint)"
-	@echo "make docs         check that every module's documentation parses"
+	@echo "make units        ansible-test units (its own venv, on a copy)"
+	@echo "make sanity       ansible-test sanity: all tests on 3.11, compile+import on 3.8-3.13"
+	@echo "make lint         ansible-lint (production profile) and yamllint"
+	@echo "make docs         antsibull-docs lint and the docs site in .build/docs-site/html"
+	@echo "make changelog    antsibull-changelog lint and a release preview"
+	@echo "make package      build, install into a fresh path, run the demo from there"
+	@echo "make ee           ansible-builder create on execution-environment.yml"
+	@echo "make molecule     Molecule scenarios of the roles against local nginx"
+	@echo "make runner       the rollout playbook under ansible-runner, 3 local hosts"
+	@echo "make tools        the check tools' environment, .build/venv-tools"
 	@echo "make demo         deploy a certificate to a throw-away nginx and prove it"
 	@echo "make build        build the collection artifact into .build/dist"
 	@echo "make clean        remove .venv, .build and test outputs"
@@ -36,14 +48,13 @@ help:
 venv deps:
 	bash scripts/bootstrap.sh
 
-# Both parts always run, so one report does not hide the other.
-test: deps
-	@rc=0; \
-	$(MAKE) --no-print-directory pytest || rc=1; \
-	$(MAKE) --no-print-directory sanity || rc=1; \
-	$(MAKE) --no-print-directory lint || rc=1; \
-	if [ "$$rc" -ne 0 ]; then echo "make test: FAILED (see the output above)"; fi; \
-	exit $$rc
+# Every gate always runs, so one report does not hide another; the summary
+# at the end gives each gate's result and time.
+test: deps tools
+	bash scripts/gates.sh $(GATES)
+
+tools: deps
+	bash -c 'source scripts/toolenv.sh && tools_venv'
 
 # Unit and integration tests in one run, so coverage adds up across both.
 # Coverage follows the tests into child Python processes (`patch` in
@@ -71,29 +82,40 @@ unit: deps
 integration: deps
 	"$(PYTHON)" -m pytest tests/integration $(PYTEST_ARGS)
 
+units: deps
+	bash scripts/units.sh
+
 sanity: deps
 	bash scripts/sanity.sh
 
 lint: deps
 	bash scripts/lint.sh
 
-# Quick check that every module's documentation (with its doc fragments)
-# parses; the ansible-doc and validate-modules sanity tests go further.
 docs: deps
-	@rc=0; for module in plugins/modules/*.py; do \
-	    name="$$(basename "$$module" .py)"; \
-	    if ! err="$$(ansible-doc -t module "certfleet.deploy.$$name" 2>&1 >/dev/null)"; then \
-	        rc=1; printf '%s:\n%s\n\n' "$$module" "$$err"; \
-	    fi; \
-	done; \
-	if [ "$$rc" -eq 0 ]; then echo "docs: every module's documentation parses"; fi; \
-	exit $$rc
+	bash scripts/docs.sh
+
+changelog: deps
+	bash scripts/changelog.sh
+
+package: deps
+	bash scripts/package.sh
+
+ee: deps
+	bash scripts/ee.sh
+
+molecule: deps
+	bash scripts/molecule.sh
+
+runner: deps
+	bash scripts/runner.sh
 
 demo: deps
 	bash scripts/demo.sh
 
+# One artifact at a time: execution-environment.yml copies whichever is there.
 build: deps
 	mkdir -p .build/dist
+	rm -f .build/dist/certfleet-deploy-*.tar.gz
 	"$(VENV)/bin/ansible-galaxy" collection build --force --output-path .build/dist .
 
 clean:

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Check the collection's documentation and build its docs site.
 #
+#   0. ansible-doc: every module's documentation, with its doc fragments,
+#      parses (the quickest check, with ansible-doc's own error messages).
 #   1. antsibull-docs lint-collection-docs --plugin-docs: every plugin's and
 #      role's documentation validates against the schema the Ansible docs
 #      site uses, semantic markup (M(), O(), V(), RV()) points at things
@@ -30,6 +32,15 @@ export ANSIBLE_COLLECTIONS_PATH="$ROOT/.build/collections"
 [ -d "$COLLECTION" ] || { log "missing $COLLECTION; run scripts/bootstrap.sh"; exit 1; }
 
 rc=0
+log "ansible-doc on every module"
+for module in "$ROOT"/plugins/modules/*.py; do
+    name="$(basename "$module" .py)"
+    if ! err="$(ansible-doc -t module "certfleet.deploy.$name" 2>&1 >/dev/null)"; then
+        rc=1
+        printf '%s:\n%s\n\n' "${module#"$ROOT"/}" "$err"
+    fi
+done
+
 log "antsibull-docs lint-collection-docs --plugin-docs"
 (cd "$COLLECTION" && antsibull-docs lint-collection-docs --plugin-docs .) || rc=1
 
