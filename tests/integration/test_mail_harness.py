@@ -7,6 +7,8 @@ reload (F05), and leaves no process and no directory behind once stopped.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -15,6 +17,20 @@ from tests.support.dovecot import Dovecot, require_dovecot
 from tests.support.nginx import _alive, _children
 from tests.support.pki import PKI
 from tests.support.postfix import Postfix, require_postfix
+
+
+def eventually(check: Callable[[], object], timeout: float = 10.0):
+    """The first true value of ``check()`` within ``timeout`` s, else its last.
+
+    Logs are written by another process and services respawn after a reload:
+    what a test reads right after an action may lag a little behind it.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(0.05)
 
 
 def test_postfix_serves_reloads_and_stops_clean(tmp_path: Path, pki: PKI) -> None:
@@ -29,9 +45,9 @@ def test_postfix_serves_reloads_and_stops_clean(tmp_path: Path, pki: PKI) -> Non
         Path(live["privkey"]).write_bytes(pki.ecdsa.key_pem)
         assert server.served_sha256() == pki.rsa.sha256  # idle smtpd, old files
         server.reload()
-        assert server.reloads() == 1
+        assert eventually(lambda: server.reloads() == 1)
         master = server.master_pid()
-        children = _children(master)
+        children = eventually(lambda: _children(master))
         assert children
     finally:
         server.stop()
@@ -51,9 +67,9 @@ def test_dovecot_serves_reloads_and_stops_clean(tmp_path: Path, pki: PKI) -> Non
         Path(live["privkey"]).write_bytes(pki.ecdsa.key_pem)
         assert server.served_sha256() == pki.rsa.sha256  # read at start only
         server.reload()
-        assert server.reloads() == 1
+        assert eventually(lambda: server.reloads() == 1)
         master = server.master_pid()
-        children = _children(master)
+        children = eventually(lambda: _children(master))
         assert children
     finally:
         server.stop()
