@@ -98,7 +98,7 @@ extends_documentation_fragment:
   - certfleet.deploy.deploy
   - certfleet.deploy.deploy.attributes
 author:
-  - certfleet.deploy maintainers
+  - certfleet.deploy maintainers (!UNKNOWN)
 seealso:
   - module: certfleet.deploy.postfix_certificate
   - module: certfleet.deploy.tls_probe
