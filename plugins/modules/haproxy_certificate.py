@@ -113,8 +113,6 @@ notes:
 extends_documentation_fragment:
   - certfleet.deploy.deploy
   - certfleet.deploy.deploy.attributes
-  - ansible.builtin.action_common_attributes
-  - ansible.builtin.action_common_attributes.actiongroups
 author:
   - certfleet.deploy maintainers (!UNKNOWN)
 seealso:
