@@ -29,6 +29,7 @@ from ansible_collections.certfleet.deploy.plugins.module_utils import (
 from ansible_collections.certfleet.deploy.plugins.module_utils.errors import (
     CommandError,
     DeployError,
+    TransactionError,
 )
 from ansible_collections.certfleet.deploy.plugins.module_utils.ownership import (
     Ownership,
@@ -177,10 +178,17 @@ class WatchedDeploy(Deploy):
         """Return when the last rename happened; run a reload command if given."""
         renamed = self.txn.last_rename
         if renamed is None:
-            with self.timings.step("nudge"):
-                rename_again(self.nudge_path(), self.nudge_stage_dir(),
-                             f"{self.txn.deployment_id}.again")
-            self.result["nudged"] = self.nudge_path()
+            path = self.nudge_path()
+            try:
+                with self.timings.step("nudge"):
+                    rename_again(path, self.nudge_stage_dir(),
+                                 f"{self.txn.deployment_id}.again")
+            except OSError as exc:
+                raise TransactionError(
+                    f"Could not rename {path} again so that "
+                    f"{self.server.name} reads it once more: "
+                    f"{exc.strerror or exc}.") from None
+            self.result["nudged"] = path
             renamed = self.txn.last_rename = time.monotonic()
         super().apply()
         return renamed
