@@ -480,6 +480,7 @@ class Deploy:
                     else self.server.settle) if settle else 0.0,
             handshakes=(p["verify_confirm"] or self.server.confirm) if settle else 1,
             interval=self.server.confirm_interval,
+            watch=self.server.confirm_interval if settle else 0.0,
         )
         served = {"endpoints": [], "attempts": 0, "handshakes": 0}
         for endpoint, server_name in self.probe_targets():
