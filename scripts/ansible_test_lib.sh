@@ -1,11 +1,13 @@
 # shellcheck shell=bash
 # Sourced by the scripts that run ansible-test (sanity.sh, units.sh).
 #
-# copy_collection BASE copies the files git knows about (tracked, plus
+# copy_collection PARENT copies the files git knows about (tracked, plus
 # untracked ones that are not ignored) into
-# BASE/ansible_collections/certfleet/deploy, after removing BASE, and prints
-# that directory. ansible-test insists on running from a real directory with
-# that name, so it cannot use the .build/collections link.
+# PARENT/run.XXXXXX/ansible_collections/certfleet/deploy, a new directory for
+# each run so that runs started at the same time never share one, and prints
+# that directory; remove_copy COPY removes the run's directory again.
+# ansible-test insists on running from a real directory with that name, so it
+# cannot use the .build/collections link.
 #
 # seed_pip_bootstrap puts scripts/get_pip_standin.py where ansible-test
 # looks for the pip bootstrap script it would otherwise download from a host
@@ -40,13 +42,14 @@ EOF
 }
 
 copy_collection() {
-    local base="$1" root="$ANSIBLE_TEST_LIB_ROOT" copy
-    copy="$base/ansible_collections/certfleet/deploy"
+    local parent="$1" root="$ANSIBLE_TEST_LIB_ROOT" base copy
     git -C "$root" rev-parse --is-inside-work-tree >/dev/null 2>&1 || {
         printf 'ansible-test: %s is not a git checkout; the file list comes from git\n' "$root" >&2
         return 1
     }
-    rm -rf "$base"
+    mkdir -p "$parent"
+    base="$(mktemp -d "$parent/run.XXXXXX")"
+    copy="$base/ansible_collections/certfleet/deploy"
     mkdir -p "$copy"
     # Files deleted from the work tree but still in the index are skipped.
     git -C "$root" ls-files -z --cached --others --exclude-standard \
@@ -59,4 +62,12 @@ copy_collection() {
     # not walk up to the checkout that holds .build.
     git -C "$copy" init -q
     printf '%s\n' "$copy"
+}
+
+remove_copy() {
+    local copy="$1"
+    case "$copy" in
+        */run.*/ansible_collections/certfleet/deploy) rm -rf "${copy%/ansible_collections/certfleet/deploy}" ;;
+        *) ;;
+    esac
 }

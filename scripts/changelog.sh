@@ -3,7 +3,7 @@
 #
 #   1. antsibull-changelog lint: every file in changelogs/fragments is a
 #      valid fragment (known sections, lists of strings, valid RST).
-#   2. On a copy of the collection in .build/changelog, CHANGELOG.rst is
+#   2. On a copy of the collection under .build/changelog, CHANGELOG.rst is
 #      made as a release would make it: with `antsibull-changelog release`
 #      for the version in galaxy.yml (or, when changelogs/changelog.yaml
 #      already holds that version, the next patch version). The result is
@@ -55,7 +55,9 @@ log "antsibull-changelog lint"
 (cd "$ROOT" && antsibull-changelog lint) || rc=1
 
 copy="$(copy_collection "$OUT")"
-export ANSIBLE_COLLECTIONS_PATH="$OUT"
+# shellcheck disable=SC2064  # the copy is known now
+trap "remove_copy '$copy'" EXIT
+export ANSIBLE_COLLECTIONS_PATH="${copy%/ansible_collections/certfleet/deploy}"
 
 if has_releases "$ROOT"; then
     log "CHANGELOG.rst matches changelogs/changelog.yaml"

@@ -4,7 +4,8 @@
 # ansible-test insists on running from a real directory named
 # .../ansible_collections/certfleet/deploy, so this copies the files git
 # knows about (tracked, plus untracked ones that are not ignored) into
-# .build/sanity/ansible_collections/certfleet/deploy and runs there.
+# .build/sanity/run.XXXXXX/ansible_collections/certfleet/deploy (a new one
+# for each run, removed at the end) and runs there.
 #
 # Sanity tests install their tools into virtual environments of their own,
 # which ansible-test bootstraps with a pip script it downloads from a host
@@ -96,6 +97,8 @@ main() {
     check_ignore_files
     seed_pip_bootstrap || die "cannot seed the pip bootstrap script"
     copy="$(copy_collection "$ROOT/.build/sanity")"
+    # shellcheck disable=SC2064  # the copy is known now
+    trap "remove_copy '$copy'" EXIT
     log "running in $copy"
     cd "$copy"
     run_sanity "(all tests, Python $controller)" --python "$controller" "$@" || rc=1

@@ -2,7 +2,8 @@
 # Run the unit tests with `ansible-test units`, the way collections are
 # tested for inclusion: in a virtual environment of ansible-test's own
 # (--venv), with its pytest settings and plugins, on a copy of the
-# collection in .build/units/ansible_collections/certfleet/deploy.
+# collection in .build/units/run.XXXXXX/ansible_collections/certfleet/deploy
+# (a new one for each run, removed at the end).
 #
 # The environment holds ansible-test's unit-test requirements and those of
 # tests/unit/requirements.txt, installed from the package index; pip is
@@ -30,6 +31,8 @@ main() {
     version="${UNITS_PYTHON:-$("$PYTHON" -c 'import sys; print("%d.%d" % sys.version_info[:2])')}"
     seed_pip_bootstrap || die "cannot seed the pip bootstrap script"
     copy="$(copy_collection "$ROOT/.build/units")"
+    # shellcheck disable=SC2064  # the copy is known now
+    trap "remove_copy '$copy'" EXIT
     log "ansible-test units --python $version in $copy"
     cd "$copy"
     "$ROOT/.venv/bin/ansible-test" units --color no --venv --requirements \
