@@ -23,7 +23,7 @@ export PATH := $(VENV)/bin:$(PATH)
 GATES := pytest units sanity lint docs changelog package ee molecule runner
 
 .PHONY: help venv deps test tools pytest unit integration units sanity lint docs \
-	changelog package ee molecule runner demo build clean
+	changelog package ee molecule runner demo bench build clean
 
 help:
 	@echo "make deps         install Debian packages, .venv and the collection link"
@@ -42,6 +42,7 @@ help:
 	@echo "make runner       the rollout playbook under ansible-runner, 3 local hosts"
 	@echo "make tools        the check tools' environment, .build/venv-tools"
 	@echo "make demo         deploy a certificate to a throw-away nginx and prove it"
+	@echo "make bench N=50   benchmark against the everyday playbook (docs/performance.md)"
 	@echo "make build        build the collection artifact into .build/dist"
 	@echo "make clean        remove .venv, .build and test outputs"
 
@@ -111,6 +112,12 @@ runner: deps
 
 demo: deps
 	bash scripts/demo.sh
+
+# N nginx on 127.0.0.x; writes .build/bench/bench.json and bench.md.
+N ?= 50
+BENCH_ARGS ?=
+bench: deps
+	"$(PYTHON)" bench/run.py --hosts $(N) $(BENCH_ARGS)
 
 # One artifact at a time: execution-environment.yml copies whichever is there.
 build: deps
