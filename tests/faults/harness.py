@@ -130,7 +130,7 @@ def served_whole(adapter: Adapter, site: Site, leaves: list) -> set:
     """Every new handshake gets one of ``leaves``, whole, chain included."""
     chains = {leaf.sha256: chain_of(leaf) for leaf in leaves}
     seen = set()
-    for _ in range(HANDSHAKES):
+    for _handshake in range(HANDSHAKES):
         served = adapter.served(site)
         assert served and served[0] in chains, (
             f"served {served[:1]}, none of {sorted(chains)}")

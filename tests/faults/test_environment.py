@@ -117,7 +117,7 @@ def test_backup_directory_immutable(adapter, site, pki, tmp_path, faults,
     deploys = Deploys(adapter, site, pki.leaf(key_type="ecdsa"), tmp_path)
     leaf, state, args = deploys.next()
     lift_and_redeploy(deploys, leaf, state, args)
-    leaf, _, args = deploys.next()
+    leaf, _state, args = deploys.next()
     args["backup_dir"] = str(state)
     with faults.inject(f"backup directory immutable ({what})"):
         with fs.immutable(state if what == "state" else state / "backups"):

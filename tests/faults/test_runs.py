@@ -37,7 +37,7 @@ def test_ten_deploys_at_once(adapter, site, pki, tmp_path, faults, killed) -> No
     its lock; a killed one leaves a journal that the next one recovers. At
     the end one of the ten is served, whole, with its own key on disk (or a
     killed one was last, and the next run recovers its journal)."""
-    leaves = [pki.leaf(key_type="ecdsa") for _ in range(CONCURRENT)]
+    leaves = [pki.leaf(key_type="ecdsa") for _number in range(CONCURRENT)]
     deploys = Deploys(adapter, site, leaves[0], tmp_path)
     deploys.leaves = [site.leaf, *leaves]
     state = tmp_path / "state"
@@ -56,7 +56,7 @@ def test_ten_deploys_at_once(adapter, site, pki, tmp_path, faults, killed) -> No
                 assert run_.killed, run_.describe()
             else:
                 assert run_.result.get("failed") is not True, run_.result["msg"]
-        journal_open = deploys.check_fault(state, *(run_ for run_, _ in runs))
+        journal_open = deploys.check_fault(state, *(run_ for run_, _dies in runs))
         served = harness.served_whole(adapter, site, deploys.leaves)
         on_disk, matches = harness.pair_on_disk(site)
         if not journal_open:

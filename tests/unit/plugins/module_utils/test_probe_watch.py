@@ -34,9 +34,9 @@ def test_watch_starts_the_next_attempt_as_soon_as_the_new_leaf_shows() -> None:
 def test_the_proof_still_needs_a_whole_burst() -> None:
     """A match seen while watching is no proof: the burst after it fails on
     the old certificate, and the loop goes on."""
-    verdict, _, _ = run_loop(
+    verdict = run_loop(
         [OLD, NEW, NEW, OLD, NEW, NEW, NEW, NEW],
-        Backoff(attempts=3, initial=1.0), WATCHING, since=0.0)
+        Backoff(attempts=3, initial=1.0), WATCHING, since=0.0)[0]
     assert verdict.matched and verdict.attempts == 3
     assert verdict.seen == [OLD, NEW]
 
@@ -44,7 +44,7 @@ def test_the_proof_still_needs_a_whole_burst() -> None:
 def test_without_a_match_the_waits_add_up_as_before() -> None:
     """Nothing but the old certificate: three attempts over 1 s + 2 s of
     backoff, watching all along."""
-    verdict, time, _ = run_loop(
+    verdict, time, _script = run_loop(
         [OLD] * 200, Backoff(attempts=3, initial=1.0), WATCHING, since=0.0)
     assert not verdict.matched and verdict.attempts == 3
     assert sum(time.sleeps) == pytest.approx(0.15 + 3.0)
@@ -53,14 +53,14 @@ def test_without_a_match_the_waits_add_up_as_before() -> None:
 
 def test_errors_are_not_watched() -> None:
     """A refused connection is no sign of a switch in progress: plain sleep."""
-    verdict, time, _ = run_loop([refused(), NEW, NEW, NEW],
-                                Backoff(attempts=3), WATCHING)
+    verdict, time, _script = run_loop([refused(), NEW, NEW, NEW],
+                                      Backoff(attempts=3), WATCHING)
     assert verdict.matched and verdict.attempts == 2
     assert time.sleeps == pytest.approx([0.15, 1.0, 0.02, 0.02])
 
 
 def test_errors_while_watching_do_not_end_the_wait() -> None:
-    verdict, time, _ = run_loop(
+    verdict, time, _script = run_loop(
         [OLD, refused(), NEW, NEW, NEW, NEW], Backoff(attempts=3, initial=1.0),
         WATCHING, since=0.0)
     assert verdict.matched and verdict.attempts == 2
@@ -68,5 +68,5 @@ def test_errors_while_watching_do_not_end_the_wait() -> None:
 
 
 def test_watch_off_by_default() -> None:
-    _, time, _ = run_loop([OLD, NEW], Backoff(attempts=3))
+    time = run_loop([OLD, NEW], Backoff(attempts=3))[1]
     assert time.sleeps == [1.0]

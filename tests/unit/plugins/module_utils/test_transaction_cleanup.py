@@ -57,6 +57,13 @@ def failing(monkeypatch, name: str, when) -> None:
     monkeypatch.setattr(os, name, call)
 
 
+def raising(error: OSError):
+    """A stand-in for an os function that always fails with ``error``."""
+    def fail(*args, **kwargs):
+        raise error
+    return fail
+
+
 def applied(tmp_path: Path) -> Transaction:
     """A transaction whose new files are swapped in (and, say, served)."""
     txn = Transaction(str(tmp_path / "state"))
@@ -69,8 +76,7 @@ def applied(tmp_path: Path) -> Transaction:
 def test_a_failed_write_leaves_no_partial_file(tmp_path, monkeypatch) -> None:
     """Disk full in the middle of write_new: the file it created is gone."""
     target = tmp_path / "new.pem"
-    monkeypatch.setattr(os, "write", lambda fd, data: (_ for _ in ()).throw(
-        OSError(errno.ENOSPC, "No space left on device")))
+    monkeypatch.setattr(os, "write", raising(OSError(errno.ENOSPC, "No space")))
     with pytest.raises(OSError):
         transaction.write_new(str(target), b"data", Ownership(None, None, 0o600))
     assert not target.exists()
@@ -140,8 +146,8 @@ def test_backups_that_cannot_be_pruned_are_a_warning(tmp_path, monkeypatch) -> N
     txn = applied(tmp_path)
     txn.retention = 0
     txn.mark_verified()
-    monkeypatch.setattr(transaction.shutil, "rmtree", lambda path: (_ for _ in ())
-                        .throw(OSError(errno.EROFS, "Read-only file system")))
+    monkeypatch.setattr(transaction.shutil, "rmtree",
+                        raising(OSError(errno.EROFS, "Read-only file system")))
     warnings = txn.commit()
     txn.__exit__(None, None, None)
     assert warnings and "could not be pruned" in warnings[0]
