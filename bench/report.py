@@ -156,7 +156,8 @@ def _median_of(records: list, module: str, field: str) -> float | None:
     return statistics.median(values) if values else None
 
 
-def build(config: dict, machine_info: dict, rounds: list, modules: list) -> dict:
+def build(config: dict, machine_info: dict, rounds: list, modules: list,
+          imports: dict) -> dict:
     """Everything the JSON file holds: raw rounds, summaries and targets."""
     walls = {k: spread([r[k]["wall_s"] for r in rounds]) for k in KINDS}
     cpus = {k: spread([r[k]["cpu_s"] for r in rounds]) for k in KINDS}
@@ -193,6 +194,7 @@ def build(config: dict, machine_info: dict, rounds: list, modules: list) -> dict
                           for k in ("deploy", "rerun")},
         "task_seconds": {k: task_durations(rounds, k) for k in KINDS[1:]},
         "modules": modules_summary(modules),
+        "imports_cpu_ms": imports,
         "targets": targets,
         "rounds": rounds,
     }
@@ -317,6 +319,12 @@ def markdown(result: dict) -> str:
                    f"{row['executions']} | {_fmt(rss['median'], 1)} / "
                    f"{_fmt(rss['max'], 1)} | {row['cpu_ms_median']} | "
                    f"{row['payload_kib']} |")
+    out += ["", "Import CPU in one module process, its code compiled from source as "
+            "under AnsiballZ (each row on its own, except our own code, which is "
+            "measured on top of basic, ssl and cryptography):", "",
+            "| import | CPU median (min–max) ms |", "| --- | --- |"]
+    for name, stats in result["imports_cpu_ms"].items():
+        out.append(f"| {name} | {_cell(stats, 1)} |")
     retries = result["reload_to_verified"]["baseline_check_retries"]
     out += ["", f"Baseline handshake checks that needed a retry: {retries}.", ""]
     return "\n".join(out)

@@ -191,6 +191,48 @@ def module_pass(runner: Runner, fleet: Fleet, pki: PKI) -> list:
     return records
 
 
+# Import cost per module, measured the way AnsiballZ runs a module: its code
+# compiled from source (no .pyc), the Python installation's own .pyc in use.
+IMPORTS = {
+    "ansible.module_utils.basic (every module)": "import ansible.module_utils.basic",
+    "ssl": "import ssl",
+    "cryptography.x509": "from cryptography import x509",
+    "nginx_certificate's own code": (
+        "import ansible_collections.certfleet.deploy.plugins.modules"
+        ".nginx_certificate"),
+}
+IMPORT_PROBE = """
+import sys, time
+sys.path.insert(0, {path!r})
+import ansible.module_utils.basic, ssl
+from cryptography import x509
+started = time.process_time()
+{statement}
+print(round((time.process_time() - started) * 1000, 1))
+"""
+
+
+def import_costs(work: Path, runs: int = 5) -> dict:
+    """CPU milliseconds of each import, on top of the ones before it."""
+    source = work / "imports" / "ansible_collections" / "certfleet" / "deploy"
+    shutil.copytree(REPO / "plugins", source / "plugins",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    costs = {}
+    for name, statement in IMPORTS.items():
+        if "nginx_certificate" in name:
+            code = IMPORT_PROBE.format(path=str(work / "imports"), statement=statement)
+        else:
+            code = (f"import sys, time\nstarted = time.process_time()\n{statement}\n"
+                    "print(round((time.process_time() - started) * 1000, 1))")
+        samples = []
+        for _run in range(runs):
+            proc = subprocess.run([sys.executable, "-B", "-c", code], cwd=work,
+                                  capture_output=True, text=True, check=True)
+            samples.append(float(proc.stdout.strip()))
+        costs[name] = report.spread(samples)
+    return costs
+
+
 def preflight() -> None:
     missing = [p for p in (NGINX_BINARY, shutil.which("openssl") or "openssl",
                            str(BIN / "ansible-playbook"))
@@ -232,6 +274,7 @@ def main(argv: list | None = None) -> int:
             rounds.append(repetition(runner, fleet, pki, number))
             print(f"bench: round {number + 1}/{args.repeat} done", flush=True)
         modules = module_pass(runner, fleet, pki)
+        imports = import_costs(work)
     finally:
         fleet.stop()
         if args.keep:
@@ -239,7 +282,7 @@ def main(argv: list | None = None) -> int:
         else:
             shutil.rmtree(work, ignore_errors=True)
     machine["load_after"] = list(os.getloadavg())
-    result = report.build(vars(args), machine, rounds, modules)
+    result = report.build(vars(args), machine, rounds, modules, imports)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "bench.json").write_text(json.dumps(result, indent=1, default=str))
     table = report.markdown(result)
