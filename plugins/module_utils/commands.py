@@ -104,6 +104,19 @@ def check_available(module, command: Command | None) -> None:
         )
 
 
+def pin_program(module, command: Command | None) -> None:
+    """Run the program that ``check_available`` found, by its full path.
+
+    The check searches the sbin directories too; the command later runs with
+    the module's PATH, which may lack them. Pinning the path makes both agree.
+    """
+    if command is None or command.use_shell or "/" in command.argv[0]:
+        return
+    found = module.get_bin_path(command.argv[0])
+    if found:
+        command.argv[0] = found
+
+
 def _tail(text: str) -> str:
     text = text.strip()
     return text if len(text) <= _STDERR_LIMIT else "..." + text[-_STDERR_LIMIT:]

@@ -31,9 +31,6 @@ except ImportError:  # reported by the module through missing_required_lib
 CLOCK_SKEW = datetime.timedelta(minutes=5)
 
 _BOM = b"\xef\xbb\xbf"
-_BLOCK = re.compile(
-    rb"-----BEGIN ([A-Z0-9 ]+)-----[ \t]*\n(.*?)\n?-----END \1-----", re.DOTALL
-)
 _BEGIN = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----")
 _CERT_LABELS = (b"CERTIFICATE", b"TRUSTED CERTIFICATE", b"X509 CERTIFICATE")
 _KEY_LABELS = (
@@ -66,14 +63,25 @@ class PemBlock:
 
 
 def split_pem(pem: PemInput) -> list[PemBlock]:
-    """Split an input into complete PEM blocks, refusing empty or cut input."""
+    """Split an input into complete PEM blocks, refusing empty or cut input.
+
+    One pass over the lines, so a large or hostile input costs linear time.
+    """
     data = normalize(pem.data)
     if not data.strip():
         raise MaterialError(f"{pem.source} is empty: no PEM data to deploy.")
-    blocks = [
-        PemBlock(m.group(1), m.group(0) + b"\n") for m in _BLOCK.finditer(data)
-    ]
-    begins = len(_BEGIN.findall(data))
+    blocks, begins, lines, label = [], 0, None, b""
+    for line in data.split(b"\n"):
+        line = line.strip()
+        begin = _BEGIN.fullmatch(line)
+        if begin:
+            begins += 1
+            lines, label = [line], begin.group(1)
+        elif lines is not None:
+            lines.append(line)
+            if line == b"-----END " + label + b"-----":
+                blocks.append(PemBlock(label, b"\n".join(lines) + b"\n"))
+                lines = None
     if begins > len(blocks):
         raise MaterialError(
             f"{pem.source} is truncated: {begins} PEM BEGIN line(s) but only "
@@ -177,6 +185,16 @@ def key_type(key) -> str:
     if isinstance(key, ed448.Ed448PrivateKey):
         return "Ed448"
     return type(key).__name__
+
+
+def _tls_key_types() -> tuple:
+    if x509 is None:
+        return ()
+    return (rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey,
+            ed25519.Ed25519PrivateKey, ed448.Ed448PrivateKey)
+
+
+_TLS_KEYS = _tls_key_types()
 
 
 def _public_der(public_key) -> bytes:
@@ -340,6 +358,11 @@ def load(
         )
     block, source = keys[0]
     private_key = _load_key(block, source, passphrase)
+    if not isinstance(private_key, _TLS_KEYS):
+        raise MaterialError(
+            f"{source} holds a {key_type(private_key)} private key; TLS servers "
+            "need an RSA, ECDSA, Ed25519 or Ed448 key."
+        )
     if _key_is_encrypted(block):
         key_text = private_key.private_bytes(
             serialization.Encoding.PEM,
@@ -377,6 +400,11 @@ def _check_order(material: Material) -> None:
     certs = [material.leaf] + material.chain
     for position in range(1, len(certs)):
         child, issuer = certs[position - 1], certs[position]
+        if sha256(child) == sha256(issuer):
+            raise MaterialError(
+                f"The certificate {describe(child)} is given twice in a row; "
+                "remove the duplicate."
+            )
         if signed_by(child, issuer):
             continue
         what = "the leaf" if position == 1 else f"chain[{position - 2}]"

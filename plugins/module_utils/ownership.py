@@ -59,6 +59,11 @@ def parse_mode(value: object, option: str) -> int | None:
                 f"Option {option} must be an octal mode such as '0640', "
                 f"not {value!r}."
             ) from None
+    if isinstance(value, int) and mode > 0o777:
+        raise DeployError(
+            f"Option {option} is the number {value}, which is not a file mode "
+            f"(as octal it would be {mode:o}); quote it, such as '0640'."
+        )
     if not 0 <= mode <= 0o7777:
         raise DeployError(f"Option {option} is out of range: {value!r}.")
     return mode

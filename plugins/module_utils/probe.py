@@ -138,6 +138,13 @@ class Handshake:
         }
 
 
+def chain_visible() -> bool:
+    """Whether this Python reports the whole served chain (3.10 and later)."""
+    return hasattr(ssl.SSLSocket, "get_unverified_chain") or hasattr(
+        getattr(ssl, "_ssl", None) and ssl._ssl._SSLSocket,
+        "get_unverified_chain")
+
+
 def _served_chain(tls: ssl.SSLSocket, leaf_der: bytes) -> list:
     """SHA-256 of every certificate the peer sent, leaf first.
 
@@ -498,5 +505,5 @@ def require(verdict: Verdict, endpoint: Endpoint, expected: str) -> Verdict:
         f"{verdict.attempts} attempt(s): "
         f"{(verdict.error or 'no handshake').rstrip('.')}.",
         endpoint=str(endpoint),
-        served=verdict.last.sha256 if verdict.last else None,
+        served_sha256=verdict.last.sha256 if verdict.last else None,
     )

@@ -11,6 +11,7 @@ roll back, result.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 from contextlib import contextmanager
@@ -81,9 +82,9 @@ class Server:
 def argument_spec(server: Server) -> dict:
     """The options every server module takes (documented in doc fragments)."""
     spec = dict(
-        cert_content=dict(type="str"),
+        cert_content=dict(type="str", no_log=True),
         cert_src=dict(type="path"),
-        chain_content=dict(type="str"),
+        chain_content=dict(type="str", no_log=True),
         chain_src=dict(type="path"),
         key_content=dict(type="str", no_log=True),
         key_src=dict(type="path"),
@@ -146,6 +147,25 @@ def check_destination(option: str, path: str) -> None:
         raise DeployError(
             f"{option} {path!r} is a relative path: give the absolute path of "
             "the file the server reads.")
+
+
+def key_fingerprint(data: bytes | None) -> str:
+    """A short SHA-256 of the public half of a key found in ``data``.
+
+    Lets a diff show that a key changes without showing anything secret;
+    empty when no unencrypted key can be read.
+    """
+    for block in mat.split_pem(mat.PemInput(data, "file")) if data else []:
+        if block.label.endswith(b"PRIVATE KEY"):
+            try:
+                key = mat.serialization.load_pem_private_key(block.text, None)
+            except (ValueError, TypeError):
+                return ""
+            public = key.public_key().public_bytes(
+                mat.serialization.Encoding.DER,
+                mat.serialization.PublicFormat.SubjectPublicKeyInfo)
+            return f" with public key sha256 {hashlib.sha256(public).hexdigest()[:16]}"
+    return ""
 
 
 class Timings:
@@ -247,6 +267,13 @@ class Deploy:
                 owner=p.get("owner"), group=p.get("group"), mode=mode,
             )
             layout = self.layout_for(role)
+            secret = role.secret or layout in ("key", "combined", "key_first")
+            if secret and mode is not None and mode & 0o007:
+                raise DeployError(
+                    f"{role.mode_option} {ownership.describe_mode(mode)} would let "
+                    f"every user on the host read or change the private key in "
+                    f"{path}; use a mode without permissions for others, such "
+                    "as '0600' or '0640'.")
             content = material.layout(layout)
             if not content:
                 raise DeployError(
@@ -255,7 +282,7 @@ class Deploy:
                 )
             specs.append(FileSpec(
                 path=path, content=content, owner=owner,
-                secret=role.secret or layout in ("key", "combined", "key_first"),
+                secret=secret,
                 follow_symlinks=p["follow_symlinks"], label=role.option,
             ))
         return specs
@@ -299,8 +326,39 @@ class Deploy:
 
     # -- the flow -------------------------------------------------------------
 
+    def check_options(self) -> None:
+        """Refuse option values that would only fail after the swap."""
+        p = self.params
+        floors = {
+            "command_timeout": (1, "a whole number of seconds, 1 or more"),
+            "verify_timeout": (0.001, "a positive number of seconds"),
+            "verify_attempts": (1, "1 or more"),
+            "verify_backoff": (0, "0 or more seconds"),
+            "verify_max_backoff": (0, "0 or more seconds"),
+            "verify_jitter": (0, "a fraction from 0 to 1"),
+            "verify_deadline": (0, "0 (no deadline) or more seconds"),
+            "backup_retention": (0, "0 or more"),
+            "lock_timeout": (0, "0 or more seconds"),
+            "verify_settle": (0, "0 or more seconds"),
+            "verify_confirm": (1, "1 or more"),
+        }
+        for option, (floor, wanted) in floors.items():
+            value = p.get(option)
+            if value is not None and value < floor:
+                raise DeployError(f"Option {option} must be {wanted}, not {value}.")
+        if p.get("verify_jitter") is not None and p["verify_jitter"] > 1:
+            raise DeployError("Option verify_jitter must be a fraction from 0 to "
+                              f"1, not {p['verify_jitter']}.")
+        backup_dir = p.get("backup_dir")
+        if backup_dir is not None and not os.path.isabs(backup_dir):
+            raise DeployError(f"backup_dir must be an absolute path, not "
+                              f"{backup_dir!r}.")
+        if p["verify"]:
+            self.endpoints()
+
     def run(self) -> dict:
         p = self.params
+        self.check_options()
         with self.timings.step("material"):
             material = self.material = load_material(p)
             specs = self.specs(material)
@@ -311,6 +369,7 @@ class Deploy:
         self.reload = self.command("reload_command", "reload")
         for command in (self.validate, self.reload):
             commands.check_available(self.module, command)
+            commands.pin_program(self.module, command)
         self.expected = material.sha256
         self.expected_chain = [material.sha256] + [
             mat.sha256(c) for c in material.chain
@@ -353,8 +412,10 @@ class Deploy:
 
     def transact(self, txn: Transaction, specs: list) -> None:
         with self.timings.step("recover"):
+            own = {s.path for s in specs} | {
+                os.path.realpath(s.path) for s in specs}
             recovered = (txn.pending() if self.module.check_mode
-                         else txn.recover())
+                         else txn.recover(own_paths=own))
         if recovered:
             self.result["recovered"] = recovered
         with self.timings.step("compare"):
@@ -386,8 +447,14 @@ class Deploy:
                 "was not reloaded.", **exc.details) from None
         try:
             self.apply_and_verify()
-        except (CommandError, ProbeError, VerifyError) as exc:
+        except DeployError as exc:
             self.roll_back(txn, changes, exc)
+        except Exception as exc:  # pylint: disable=broad-exception-caught
+            # A bug or an unforeseen error after the swap must not leave new,
+            # unproven files live: undo first, then report what happened.
+            self.roll_back(txn, changes, DeployError(
+                f"Unexpected error after the files were replaced: "
+                f"{type(exc).__name__}: {exc}."))
         txn.mark_verified()
         with self.timings.step("prune"):
             for warning in txn.commit():
@@ -500,7 +567,7 @@ class Deploy:
 
     def check_chain(self, served: dict) -> None:
         chain = served["chain_sha256"]
-        if len(chain) > 1 or len(self.expected_chain) == 1:
+        if probe.chain_visible() or len(chain) > 1:
             if chain != self.expected_chain:
                 raise VerifyError(
                     f"The served chain differs from the deployed one: "
@@ -523,6 +590,7 @@ class Deploy:
             try:
                 with self.timings.step("verify"):
                     served = self.verify(self.expected, None, settle=False)
+                self.check_chain(served)
                 self.result["served"] = served
                 return
             except (ProbeError, VerifyError) as exc:
@@ -541,23 +609,35 @@ class Deploy:
                              self.params["command_timeout"])
         self.apply_and_verify()
 
-    def restore_files(self, txn: Transaction, cause: DeployError) -> None:
+    def restore_files(self, txn: Transaction, cause: DeployError,
+                      keep_backups: bool = False) -> None:
         try:
-            txn.rollback()
+            txn.rollback(keep_backups=keep_backups)
         except TransactionError as exc:
             self.fail_rollback(txn, cause, exc)
+        self.result["files"] = [self.restored_entry(e) for e in self.result["files"]]
+
+    @staticmethod
+    def restored_entry(entry: dict) -> dict:
+        """A file's result entry after a rollback: what is on disk now."""
+        path = entry.get("target", entry["path"])
+        if not os.path.isfile(path):
+            return dict(entry, changed=False, backup=None)
+        return dict(entry, changed=False, backup=None,
+                    sha256=digest(read_bytes(path) or b""))
 
     def roll_back(self, txn: Transaction, changes: list, cause: DeployError):
         """Restore the files, apply again, and prove the old leaf is served."""
         old_leaf = self.old_leaf(changes)
         with self.timings.step("rollback"):
-            self.restore_files(txn, cause)
+            self.restore_files(txn, cause, keep_backups=True)
             try:
                 since = self.apply()
                 if self.params["verify"] and old_leaf:
                     self.verify(old_leaf, since, settle=self.settles())
             except (CommandError, ProbeError, VerifyError) as exc:
                 self.fail_rollback(txn, cause, exc)
+            txn.discard_backups()
         self.result["rolled_back"] = True
         raise DeployError(
             f"{cause.message} The previous files were restored and "
@@ -567,13 +647,12 @@ class Deploy:
     def fail_rollback(self, txn, cause: DeployError, exc: DeployError):
         self.result["rollback_failed"] = True
         backups = txn.backups()
-        manual = [f"cp -p {b['backup']} {b['path']}" for b in backups]
-        manual += self.manual_commands()
+        manual = txn.restore_commands() + self.manual_commands()
         self.result["backups"] = backups
         self.result["manual_steps"] = manual
         raise DeployError(
-            f"{cause.message} Rolling back also failed: {exc.message} "
-            "Restore the backups by hand with the commands in manual_steps.",
+            f"{cause.message} Rolling back also failed: "
+            f"{exc.message.rstrip('.')}. Restore the backups by hand with the commands in manual_steps.",
             **cause.details) from None
 
     def manual_commands(self) -> list:
@@ -599,13 +678,21 @@ class Deploy:
 
     @staticmethod
     def leaf_of(data: bytes):
+        """The first certificate of a file's bytes; None if there is none.
+
+        An existing file may hold anything (a broken certificate is a reason
+        to deploy over it), so what cannot be parsed counts as none.
+        """
         try:
             blocks = mat.split_pem(mat.PemInput(data, "file"))
         except DeployError:
             return None
         for block in blocks:
             if block.label == b"CERTIFICATE":
-                return mat.x509.load_pem_x509_certificate(block.text)
+                try:
+                    return mat.x509.load_pem_x509_certificate(block.text)
+                except ValueError:
+                    return None
         return None
 
     def describe_secret(self, data: bytes | None, mode: int) -> str:
@@ -614,7 +701,8 @@ class Deploy:
         A combined or key-first file also holds a certificate, which the diff
         describes like any other.
         """
-        key = f"private key (mode {ownership.describe_mode(mode)})"
+        key = (f"private key (mode {ownership.describe_mode(mode)})"
+               f"{key_fingerprint(data)}")
         if data and self.leaf_of(data) is not None:
             return f"{self.describe_bytes(data)} with its {key}"
         return key

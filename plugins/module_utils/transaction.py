@@ -91,16 +91,25 @@ def write_new(path: str, data: bytes, owner: Ownership) -> None:
             while view:
                 view = view[os.write(fd, view):]
             os.fsync(fd)
-            uid = -1 if owner.uid is None else owner.uid
-            gid = -1 if owner.gid is None else owner.gid
-            if uid not in (-1, os.geteuid()) or gid not in (-1, os.getegid()):
-                os.fchown(fd, uid, gid)
+            _own(os.fstat(fd), owner, lambda uid, gid: os.fchown(fd, uid, gid))
             os.fchmod(fd, owner.mode)
         finally:
             os.close(fd)
     except OSError:
         discard(path)
         raise
+
+
+def _own(info: os.stat_result, owner: Ownership, chown) -> None:
+    """Give a new file the wanted owner and group, if it did not get them.
+
+    A new file takes the creating process's user and, in a setgid directory,
+    the directory's group; compare with what it got, not with the process.
+    """
+    uid = -1 if owner.uid in (None, info.st_uid) else owner.uid
+    gid = -1 if owner.gid in (None, info.st_gid) else owner.gid
+    if (uid, gid) != (-1, -1):
+        chown(uid, gid)
 
 
 def discard(path: str) -> bool:
@@ -121,10 +130,7 @@ def discard(path: str) -> bool:
 def make_directory(path: str, owner: Ownership) -> None:
     """Create ``path`` at 0700, then give it its owner and final mode."""
     os.mkdir(path, 0o700)
-    uid = -1 if owner.uid is None else owner.uid
-    gid = -1 if owner.gid is None else owner.gid
-    if uid not in (-1, os.geteuid()) or gid not in (-1, os.getegid()):
-        os.chown(path, uid, gid)
+    _own(os.stat(path), owner, lambda uid, gid: os.chown(path, uid, gid))
     os.chmod(path, owner.mode)
 
 
@@ -353,11 +359,14 @@ class Transaction:
             return {"deployment_id": None, "phase": "unreadable",
                     "action": "none (check mode)"}
 
-    def recover(self) -> dict | None:
+    def recover(self, own_paths: set | None = None) -> dict | None:
         """Finish a transaction a killed run left behind; say what was done.
 
         A temporary journal that a run died writing is removed first: it never
-        became the journal, so nothing relied on it.
+        became the journal, so nothing relied on it. With ``own_paths`` (the
+        destinations of this run), a journal about none of them belongs to
+        another target sharing the state directory: it is left for that
+        target's next run, which alone knows how to reload its server.
         """
         if os.path.lexists(self.journal_temp) and not discard(self.journal_temp):
             raise TransactionError(
@@ -375,6 +384,14 @@ class Transaction:
                 f"The journal {self.journal_path} is unreadable ({exc}); "
                 "check the files and backups by hand, then remove it."
             ) from None
+        theirs = {c.given for c in changes} | {c.path for c in changes}
+        if own_paths is not None and changes and not theirs & own_paths:
+            raise TransactionError(
+                f"The state directory {self.state_dir} holds an open transaction "
+                f"of another target ({', '.join(sorted(theirs))}), left by a run "
+                "that was killed. Run that target's deploy again to recover it, "
+                "and give each server its own backup_dir.",
+                journal=self.journal_path)
         saved_id, self.deployment_id = self.deployment_id, old_id
         self.changes = changes
         if phase == "verified":
@@ -400,13 +417,20 @@ class Transaction:
         changes, self._contents = [], {}
         planners = {FILE: self._plan_file, SYMLINK: self._plan_link,
                     DIRECTORY: self._plan_directory}
+        seen, made = {}, set()
         for spec in specs:
             if spec.kind not in planners:
                 raise TransactionError(
                     f"{spec.path} has an unknown kind {spec.kind!r}; "
                     f"expected one of {', '.join(KINDS)}.")
             _check_stage_dir(spec)
-            change = planners[spec.kind](spec)
+            self._check_destination(spec, seen, made)
+            try:
+                change = planners[spec.kind](spec)
+            except OSError as exc:
+                raise TransactionError(
+                    f"{spec.label or 'The destination'} {spec.path} cannot be "
+                    f"read: {exc.strerror}; nothing was changed.") from None
             if change is None:
                 continue
             change.stage_dir = spec.stage_dir
@@ -416,13 +440,36 @@ class Transaction:
         return changes
 
     @staticmethod
+    def _check_destination(spec: FileSpec, seen: dict, made: set) -> None:
+        """Refuse two roles on one file, and a directory that is not there."""
+        follows = spec.kind == FILE and spec.follow_symlinks
+        real = (os.path.realpath(spec.path) if follows
+                else os.path.join(os.path.realpath(os.path.dirname(spec.path)),
+                                  os.path.basename(spec.path)))
+        if real in seen:
+            raise TransactionError(
+                f"{seen[real]} and {spec.label or spec.path} name the same file "
+                f"{spec.path}; give each its own path. Nothing was changed.")
+        seen[real] = spec.label or spec.path
+        if spec.kind == DIRECTORY:
+            made.add(real)
+            return
+        parent = os.path.dirname(real)
+        if not os.path.isdir(parent) and parent not in made:
+            raise TransactionError(
+                f"The directory {parent} of {spec.label or 'the destination'} "
+                f"{spec.path} does not exist; nothing was changed.")
+
+    @staticmethod
     def _plan_file(spec: FileSpec) -> Change | None:
         path = _target(spec)
+        old_link = os.readlink(path) if os.path.islink(path) else None
         current = read_bytes(path)
         new_sha = digest(spec.content)
         info = os.stat(path) if current is not None else None
         same = (
-            current is not None
+            old_link is None
+            and current is not None
             and digest(current) == new_sha
             and stat.S_IMODE(info.st_mode) == spec.owner.mode
             and spec.owner.uid in (None, info.st_uid)
@@ -439,6 +486,7 @@ class Transaction:
             old_uid=info.st_uid if info else None,
             old_gid=info.st_gid if info else None,
             old_mode=stat.S_IMODE(info.st_mode) if info else None,
+            old_link=old_link,
         )
 
     @staticmethod
@@ -634,9 +682,13 @@ class Transaction:
             raise TransactionError(
                 f"The backup of {change.path} is missing; it cannot be restored."
             )
+        if change.old_link is not None:
+            self._restore_link(change)
+            return
         if current is not None and digest(current) == change.old_sha256:
             info = os.stat(change.path)
-            if stat.S_IMODE(info.st_mode) == change.old_mode:
+            if (stat.S_IMODE(info.st_mode), info.st_uid, info.st_gid) == (
+                    change.old_mode, change.old_uid, change.old_gid):
                 return
         temp = _stage_path(change, f"{self.deployment_id}.restore")
         if os.path.lexists(temp):
@@ -663,8 +715,13 @@ class Transaction:
         os.replace(temp, change.path)
         self.last_rename = time.monotonic()
 
-    def rollback(self) -> None:
-        """Put every file back as it was; leave no staged file behind."""
+    def rollback(self, keep_backups: bool = False) -> None:
+        """Put every file back as it was; leave no staged file behind.
+
+        The backup set is removed afterwards unless ``keep_backups``: a caller
+        that still has to prove the old files are served keeps it until then,
+        so that instructions for a manual restore never name deleted files.
+        """
         self._cleanup_stages()
         failures = []
         for change in reversed(self.changes):
@@ -685,9 +742,14 @@ class Transaction:
                 backups=self.backups(),
             )
         self._drop_journal()
+        if not keep_backups:
+            self.discard_backups()
+        self.phase = "rolled_back"
+
+    def discard_backups(self) -> None:
+        """Remove this deployment's backup set, now that nothing needs it."""
         shutil.rmtree(os.path.join(self.backup_root, self.deployment_id),
                       ignore_errors=True)
-        self.phase = "rolled_back"
 
     def backups(self) -> list:
         return [
@@ -704,7 +766,8 @@ class Transaction:
         commands = []
         for change in self.changes:
             path = shlex.quote(change.path)
-            if change.kind == SYMLINK and change.existed:
+            if change.old_link is not None or (
+                    change.kind == SYMLINK and change.existed):
                 temp = shlex.quote(f"{change.path}.certfleet-restore")
                 commands.append(
                     f"ln -sfn {shlex.quote(change.old_link)} {temp} && "

@@ -42,24 +42,13 @@ options:
     type: str
     choices: [fullchain, cert]
     default: fullchain
-  validate_command:
-    description:
-      - Defaults to C(nginx -t).
-  reload_command:
-    description:
-      - Defaults to C(nginx -s reload).
-  verify_endpoint:
-    description:
-      - Defaults to C(127.0.0.1:443).
-  verify_settle:
-    description:
-      - Defaults to V(0.15) seconds. nginx 1.22 stops the previous workers
-        about 100 ms after a reload; until then they may still accept
-        connections and hand out the old certificate.
-  verify_confirm:
-    description:
-      - Defaults to V(3) handshakes, 20 ms apart.
 notes:
+  - Defaults for this server. O(validate_command) is C(nginx -t);
+    O(reload_command) is C(nginx -s reload); O(verify_endpoint) is
+    C(127.0.0.1:443); O(verify_settle) is V(0.15) seconds, because nginx 1.22
+    keeps the previous workers accepting connections, with the old
+    certificate, for about 100 ms after a reload; O(verify_confirm) is V(3)
+    handshakes, 20 ms apart.
   - Files get owner and group C(root) and modes V(0644) (certificate, chain)
     and V(0600) (key) unless the files already exist or O(owner), O(group),
     O(cert_mode) or O(key_mode) say otherwise. The nginx master reads them as

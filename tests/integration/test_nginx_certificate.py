@@ -8,6 +8,7 @@ was reloaded (its worker PIDs change on a reload).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import stat
@@ -392,3 +393,79 @@ def test_killed_deploy_is_recovered_by_the_next_run(
     leftovers = [p.name for p in Path(nginx_site.cert_path).parent.iterdir()
                  if p.name.startswith(".")]
     assert leftovers == []
+
+
+@pytest.mark.parametrize("extra,words", [
+    ({"verify_endpoint": ["127.0.0.1:notaport"]}, "no valid port"),
+    ({"verify_timeout": -1}, "verify_timeout must be"),
+    ({"verify_max_backoff": -1}, "verify_max_backoff must be"),
+    ({"command_timeout": 0}, "command_timeout must be"),
+    ({"key_mode": 644}, "not a file mode"),
+    ({"key_mode": "0644"}, "every user on the host"),
+    ({"backup_dir": "relative/state"}, "absolute path"),
+    ({"backup_retention": -1}, "backup_retention must be"),
+])
+def test_bad_options_fail_before_anything(nginx_site, pki, tmp_path, extra, words):
+    """Option values that could only fail after the swap are refused first."""
+    disk = files_of(nginx_site)
+    workers = nginx_site.worker_pids()
+    result = run_module(MODULE, args_for(nginx_site, pki.ecdsa, tmp_path, **extra))
+    assert result.get("failed") is True
+    assert words in result["msg"], result["msg"]
+    assert files_of(nginx_site) == disk
+    assert nginx_site.worker_pids() == workers
+
+
+def test_key_inside_cert_content_is_never_logged(nginx_site, pki, tmp_path) -> None:
+    """A combined bundle in cert_content carries the key: it is masked too."""
+    args = args_for(nginx_site, pki.ecdsa, tmp_path)
+    for option in ("cert_src", "chain_src", "key_src"):
+        args.pop(option)
+    args["cert_content"] = (pki.ecdsa.fullchain_pem + pki.ecdsa.key_pem).decode()
+    result = run_module(MODULE, args, check_mode=True, diff=True)
+    assert result["changed"] is True, result.get("msg")
+    assert_no_key_bytes(result, pki.ecdsa)
+
+
+def test_manual_steps_restore_from_backups_that_exist(nginx_site, pki, tmp_path):
+    """After rollback_failed every cp in manual_steps names a file that is there."""
+    dead = f"127.0.0.1:{free_port()}"
+    args = args_for(nginx_site, pki.ecdsa, tmp_path, verify_endpoint=[dead],
+                    verify_attempts=1, verify_timeout=0.5)
+    result = run_module(MODULE, args)
+    assert result["rollback_failed"] is True
+    copies = [s for s in result["manual_steps"] if s.startswith("cp -p ")]
+    assert copies
+    for step in copies:
+        backup = step.split()[2]
+        assert Path(backup).is_file(), step
+    entry = next(f for f in result["files"] if f["path"] == str(nginx_site.cert_path))
+    assert entry["sha256"] == hashlib.sha256(pki.rsa.fullchain_pem).hexdigest()
+
+
+def test_rerun_notices_a_served_chain_that_differs(nginx_site, pki, tmp_path):
+    """Files in place but nginx still sends the leaf alone: reloaded, chain proven."""
+    split = args_for(nginx_site, pki.ecdsa, tmp_path, cert_layout="cert")
+    assert run_module(MODULE, split)["changed"] is True
+    assert nginx_site.served_chain_sha256() == [pki.ecdsa.sha256]
+    Path(nginx_site.cert_path).write_bytes(pki.ecdsa.fullchain_pem)
+    result = run_module(MODULE, args_for(nginx_site, pki.ecdsa, tmp_path))
+    assert result["changed"] is True, result.get("msg")
+    assert "served chain differs" in result["reason"]
+    assert len(nginx_site.served_chain_sha256()) == 2
+
+
+def test_commands_found_in_sbin_run_without_it_on_path(nginx_site, pki, tmp_path):
+    """The program check and the run agree, whatever PATH the module gets."""
+    args = args_for(nginx_site, pki.ecdsa, tmp_path)
+    args["validate_command"] = ["nginx", *nginx_site.validate_command[1:]]
+    args["reload_command"] = ["nginx", *nginx_site.reload_command[1:]]
+    env_path = os.environ["PATH"]
+    os.environ["PATH"] = ":".join(
+        p for p in env_path.split(":") if not p.endswith("sbin"))
+    try:
+        result = run_module(MODULE, args)
+    finally:
+        os.environ["PATH"] = env_path
+    assert result.get("failed") is not True, result.get("msg")
+    assert nginx_site.served_sha256() == pki.ecdsa.sha256

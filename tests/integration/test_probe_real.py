@@ -167,7 +167,7 @@ def test_tls_probe_module_fails_when_another_certificate_is_served(
     )
     assert result["failed"] is True
     assert result["matched"] is False
-    assert result["served"] == pki.rsa.sha256
+    assert result["served_sha256"] == pki.rsa.sha256
     assert result["msg"].startswith(
         f"127.0.0.1:{nginx_site.port} did not serve the certificate {WRONG} "
         "after 3 attempt(s)"

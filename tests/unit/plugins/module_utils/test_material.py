@@ -793,3 +793,31 @@ def test_dsa_key_is_refused_by_name(pki: PKI) -> None:
     )
     with pytest.raises(MaterialError, match="DSA private key"):
         material.load(cert_in(pki.rsa.fullchain_pem), key_in(key))
+
+
+def test_many_begin_lines_are_read_in_one_pass() -> None:
+    """A hostile input of 2 MB of BEGIN lines is refused, not chewed on.
+
+    The old scan was quadratic: 224 KB took 47 s. This asserts the outcome;
+    the input size is what would hang a quadratic parser.
+    """
+    data = b"-----BEGIN CERTIFICATE-----\n" * 80000
+    with pytest.raises(MaterialError, match="truncated: 80000 PEM BEGIN"):
+        material.split_pem(PemInput(data, "cert_src big.pem"))
+
+
+def test_duplicate_certificate_is_named_as_such(pki: PKI) -> None:
+    doubled = pki.rsa.cert_pem + pki.rsa.cert_pem + pki.rsa.chain_pem
+    with pytest.raises(MaterialError, match="given twice in a row"):
+        material.check(material.load(cert_in(doubled), key_in(pki.rsa.key_pem)),
+                       Checks())
+
+
+def test_dsa_key_in_pkcs8_form_is_refused(pki: PKI) -> None:
+    key = dsa.generate_private_key(2048).private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    with pytest.raises(MaterialError, match="TLS servers need"):
+        material.load(cert_in(pki.rsa.fullchain_pem), key_in(key))

@@ -95,7 +95,7 @@ def test_parse_mode_refuses_what_is_not_octal(value: str) -> None:
     )
 
 
-@pytest.mark.parametrize("value", ["10000", 0o10000, -1, "-1"])
+@pytest.mark.parametrize("value", ["10000", -1, "-1"])
 def test_parse_mode_refuses_out_of_range(value) -> None:
     """Modes beyond 07777 (or negative) are refused as out of range."""
     with pytest.raises(DeployError) as caught:
@@ -222,3 +222,15 @@ def test_boolean_is_not_a_mode(value: bool) -> None:
     """YAML's yes/no must not silently become mode 0001 or 0000."""
     with pytest.raises(DeployError, match="octal mode"):
         ownership.parse_mode(value, "key_mode")
+
+
+@pytest.mark.parametrize("value", [644, 600, 0o10000])
+def test_int_that_is_no_file_mode_is_refused(value: int) -> None:
+    """A YAML 644 (decimal, octal 1204) must not become a world-readable key."""
+    with pytest.raises(DeployError, match="not a file mode"):
+        ownership.parse_mode(value, "key_mode")
+
+
+def test_int_from_yaml_octal_is_taken_as_is() -> None:
+    """YAML reads an unquoted 0640 as the int 416, which is the mode meant."""
+    assert ownership.parse_mode(0o640, "key_mode") == 0o640

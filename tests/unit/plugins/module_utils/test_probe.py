@@ -346,7 +346,7 @@ def test_require_names_endpoint_and_what_was_served() -> None:
         f"127.0.0.1:8443 did not serve the certificate {NEW} after 3 attempt(s)"
     )
     assert f"served {OLD}" in message
-    assert caught.value.details == {"endpoint": "127.0.0.1:8443", "served": OLD}
+    assert caught.value.details == {"endpoint": "127.0.0.1:8443", "served_sha256": OLD}
 
 
 def test_require_without_any_handshake_says_so() -> None:
@@ -355,7 +355,7 @@ def test_require_without_any_handshake_says_so() -> None:
     with pytest.raises(VerifyError) as caught:
         probe.require(verdict, ENDPOINT, NEW)
     assert "Connection refused" in caught.value.message
-    assert caught.value.details["served"] is None
+    assert caught.value.details["served_sha256"] is None
 
 
 # --- the served chain, on every Python ---------------------------------------------

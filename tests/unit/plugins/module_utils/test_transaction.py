@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import grp
 import json
 import os
 import stat
@@ -379,3 +380,116 @@ def test_killed_between_renames_next_run_recovers_a_consistent_pair(
         if recovered and recovered["phase"] != "verified":
             assert contents == OLD
         assert not (case / "state" / "journal.json").exists()
+
+
+# -- findings from trying the module as an operator -----------------------------
+
+
+def test_new_file_gets_the_wanted_group_in_a_setgid_directory(tmp_path: Path) -> None:
+    """A setgid directory must not hand its group to a new key file."""
+    live = tmp_path / "live"
+    live.mkdir()
+    other = next(g.gr_gid for g in grp.getgrall() if g.gr_gid != os.getegid())
+    os.chown(live, -1, other)
+    os.chmod(live, 0o2755)
+    key = live / "key.pem"
+    spec = FileSpec(str(key), b"key\n", Ownership(None, os.getegid(), 0o600))
+    with Transaction(str(tmp_path / "state")) as txn:
+        txn.plan([spec])
+        txn.apply()
+        txn.commit()
+    assert key.stat().st_gid == os.getegid()
+    with Transaction(str(tmp_path / "state")) as txn:
+        assert txn.plan([spec]) == []
+
+
+def test_rollback_restores_owner_and_group(tmp_path: Path) -> None:
+    """Same bytes and mode but a new group is still put back."""
+    live = live_dir(tmp_path)
+    other = next(g.gr_gid for g in grp.getgrall() if g.gr_gid != os.getegid())
+    spec = FileSpec(str(live / "key.pem"), OLD["key.pem"],
+                    Ownership(None, other, 0o600))
+    with Transaction(str(tmp_path / "state")) as txn:
+        txn.plan([spec])
+        txn.apply()
+        assert (live / "key.pem").stat().st_gid == other
+        txn.rollback()
+    assert (live / "key.pem").stat().st_gid == os.getegid()
+
+
+def test_rollback_puts_a_replaced_link_back(tmp_path: Path) -> None:
+    """follow_symlinks=false replaces a link; undoing that restores the link."""
+    live = live_dir(tmp_path)
+    (tmp_path / "real.pem").write_bytes(OLD["cert.pem"])
+    (live / "cert.pem").unlink()
+    (live / "cert.pem").symlink_to(tmp_path / "real.pem")
+    spec = FileSpec(str(live / "cert.pem"), NEW["cert.pem"],
+                    Ownership(None, None, 0o644), follow_symlinks=False)
+    with Transaction(str(tmp_path / "state")) as txn:
+        txn.plan([spec])
+        txn.apply()
+        assert not (live / "cert.pem").is_symlink()
+        assert txn.restore_commands()[0].startswith("ln -sfn ")
+        txn.rollback()
+    assert os.readlink(live / "cert.pem") == str(tmp_path / "real.pem")
+    assert (tmp_path / "real.pem").read_bytes() == OLD["cert.pem"]
+
+
+def test_two_roles_on_one_file_are_refused(tmp_path: Path) -> None:
+    live = live_dir(tmp_path)
+    same = [FileSpec(str(live / "cert.pem"), d, Ownership(None, None, 0o600),
+                     label=label)
+            for label, d in (("cert_path", b"c"), ("key_path", b"k"))]
+    with Transaction(str(tmp_path / "state")) as txn:
+        with pytest.raises(TransactionError, match="cert_path and key_path name"):
+            txn.plan(same)
+    assert snapshot(live) == old_snapshot()
+
+
+def test_missing_directory_is_named_before_anything(tmp_path: Path) -> None:
+    spec = FileSpec(str(tmp_path / "nope" / "cert.pem"), b"c",
+                    Ownership(None, None, 0o644), label="cert_path")
+    with Transaction(str(tmp_path / "state")) as txn:
+        with pytest.raises(TransactionError, match="nope of cert_path .* does not"):
+            txn.plan([spec])
+
+
+def test_unreadable_destination_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    spec = FileSpec(str(tmp_path / "loop"), b"c", Ownership(None, None, 0o644),
+                    label="cert_path", follow_symlinks=False)
+    (tmp_path / "dir.pem").mkdir()
+    as_dir = FileSpec(str(tmp_path / "dir.pem"), b"c",
+                      Ownership(None, None, 0o644), label="cert_path")
+    with Transaction(str(tmp_path / "state")) as txn:
+        for bad in (spec, as_dir):
+            with pytest.raises(TransactionError, match="cannot be read"):
+                txn.plan([bad])
+
+
+def test_journal_of_another_target_is_left_alone(tmp_path: Path) -> None:
+    """Two servers sharing a state directory: one never undoes the other."""
+    live = live_dir(tmp_path)
+    state = tmp_path / "state"
+    with Transaction(str(state)) as txn:
+        txn.plan(specs(live))
+        txn.apply()  # left open, as by a killed run
+    with Transaction(str(state)) as txn:
+        with pytest.raises(TransactionError, match="open transaction of another"):
+            txn.recover(own_paths={str(tmp_path / "elsewhere.pem")})
+    assert (state / "journal.json").exists()
+    with Transaction(str(state)) as txn:
+        assert txn.recover(own_paths={str(live / "cert.pem")})["action"] == "restored"
+    assert snapshot(live) == old_snapshot()
+
+
+def test_rollback_can_keep_the_backups_for_manual_steps(tmp_path: Path) -> None:
+    live = live_dir(tmp_path)
+    with Transaction(str(tmp_path / "state")) as txn:
+        txn.plan(specs(live))
+        txn.apply()
+        txn.rollback(keep_backups=True)
+        kept = [b["backup"] for b in txn.backups()]
+        assert kept and all(Path(b).exists() for b in kept)
+        txn.discard_backups()
+        assert not any(Path(b).exists() for b in kept)
