@@ -171,8 +171,13 @@ def install_collection(work: Path, collections: Path) -> None:
     subprocess.run([str(galaxy), "collection", "build", "--output-path", str(dist), str(ROOT)],
                    check=True, capture_output=True, env=env)
     artifact = next(dist.glob("certfleet-deploy-*.tar.gz"))
+    # Only the new path may count: with the checkout's collection on the
+    # configured path, ansible-galaxy would find it "already installed".
+    env["ANSIBLE_COLLECTIONS_PATH"] = str(collections)
     subprocess.run([str(galaxy), "collection", "install", "--offline", "-p", str(collections),
                     str(artifact)], check=True, capture_output=True, env=env)
+    manifest = collections / "ansible_collections" / "certfleet" / "deploy" / "MANIFEST.json"
+    check(manifest.is_file(), f"the collection was not installed into {collections}")
 
 
 def write_private_data_dir(pdd: Path, fleet: dict[str, Nginx], pki: Path) -> None:
