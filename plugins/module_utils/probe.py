@@ -364,11 +364,12 @@ class Confirm:
 
     ``watch`` (seconds; 0 to just sleep): after an attempt that saw another
     certificate, keep shaking hands every ``watch`` seconds while the backoff
-    delay runs, and start the next attempt as soon as the expected one shows
-    up. Right after an apply the other certificate is most likely the old one
-    on its way out, and a busy machine takes longer than ``settle`` to drop
-    it; watching ends the wait then instead of a whole backoff delay later.
-    The proof is the same: the next attempt still needs all its handshakes.
+    delay runs. Right after an apply the other certificate is most likely the
+    old one on its way out, and a busy machine takes longer than ``settle``
+    to drop it. ``handshakes`` matches in a row while watching are the next
+    attempt, and a successful one; anything else seen restarts the count, so
+    a server still switching between old and new uses up no attempts. With
+    ``watch`` equal to ``interval`` the proof is the same as a burst's.
     """
 
     settle: float = 0.0
@@ -432,34 +433,39 @@ class Prober:
         return True
 
     def _pause(self, pause: float, endpoint, server_name, timeout, expected,
-               confirm: Confirm, verdict: Verdict) -> None:
-        """Wait ``pause`` seconds before the next attempt.
+               confirm: Confirm, verdict: Verdict) -> bool:
+        """Wait ``pause`` seconds before the next attempt; tell whether
+        watching meanwhile already proved ``expected`` served.
 
-        After a mismatch, with ``confirm.watch`` set, look meanwhile: the wait
-        ends as soon as a handshake gets ``expected``. Errors while watching
-        are not attempts; the watch just goes on.
+        Only after a mismatch, and with ``confirm.watch`` set: handshakes
+        every ``confirm.watch`` seconds, and ``confirm.handshakes`` matches in
+        a row are the proof. A handshake error or another certificate starts
+        the count again; neither uses up an attempt.
         """
         if not (confirm.watch and verdict.mismatched):
             self.sleep(pause)
-            return
-        until = self.clock() + pause
+            return False
+        until, streak = self.clock() + pause, 0
         while True:
             left = until - self.clock()
             if left <= confirm.watch:
                 if left > 0:
                     self.sleep(left)
-                return
+                return False
             self.sleep(confirm.watch)
             verdict.handshakes += 1
             try:
                 seen = self.handshake_fn(endpoint, server_name, timeout,
                                          self.protocol)
             except ProbeError:
+                streak = 0
                 continue
             if seen.sha256 not in verdict.seen:
                 verdict.seen.append(seen.sha256)
-            if seen.sha256 == expected:
-                return
+            streak = streak + 1 if seen.sha256 == expected else 0
+            if streak >= max(1, confirm.handshakes):
+                verdict.last = seen
+                return True
 
     def wait_for(self, endpoint: Endpoint, server_name: str | None,
                  expected: str, backoff: Backoff, confirm: Confirm,
@@ -490,8 +496,12 @@ class Prober:
                 left = start + backoff.deadline - self.clock()
                 if pause >= left:
                     break
-            self._pause(pause, endpoint, server_name, timeout, expected, confirm,
-                        verdict)
+            if self._pause(pause, endpoint, server_name, timeout, expected,
+                           confirm, verdict):
+                verdict.attempts = attempt + 1
+                verdict.matched = True
+                verdict.error = ""
+                break
         verdict.elapsed_ms = int((self.clock() - start) * 1000)
         return verdict
 
