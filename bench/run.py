@@ -132,8 +132,10 @@ class Runner:
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
         if proc.returncode != 0:
-            tail = "\n".join(log.read_text(errors="replace").splitlines()[-40:])
-            raise RuntimeError(f"{name} exited {proc.returncode}:\n{tail}")
+            lines = log.read_text(errors="replace").splitlines()
+            failures = [line for line in lines if line.startswith("fatal:")]
+            raise RuntimeError(f"{name} exited {proc.returncode} (log {log}):\n"
+                               + "\n".join(failures[:5] or lines[-40:]))
         return {"wall_s": round(wall, 3), "cpu_s": round(cpu, 3),
                 "load_1min": round(load, 2)}
 
@@ -275,6 +277,9 @@ def main(argv: list | None = None) -> int:
             print(f"bench: round {number + 1}/{args.repeat} done", flush=True)
         modules = module_pass(runner, fleet, pki)
         imports = import_costs(work)
+    except BaseException:
+        args.keep = True
+        raise
     finally:
         fleet.stop()
         if args.keep:
