@@ -155,6 +155,7 @@ class DovecotDeploy(target.Deploy):
         """Run a read-only Dovecot command and return its output."""
         command = commands.make(argv, what, self.server.name)
         commands.check_available(self.module, command)
+        commands.pin_program(self.module, command)
         try:
             return commands.run(self.module, command,
                                 self.params["command_timeout"]).stdout

@@ -87,10 +87,13 @@ class PostfixDeploy(target.Deploy):
         return commands.make(argv, what, self.server.name)
 
     def postmap(self, sni_map: SniMap) -> commands.Command:
+        """``postmap [-c DIR] -F TABLE``, by the full path the check found."""
         argv = commands.with_option(["postmap"], "-c",
                                     self.params.get("config_dir"))
-        return commands.make(argv + ["-F", sni_map.name], "table rebuild",
-                             self.server.name)
+        command = commands.make(argv + ["-F", sni_map.name], "table rebuild",
+                                self.server.name)
+        commands.pin_program(self.module, command)
+        return command
 
     def specs(self, material: mat.Material) -> list:
         """The files, and before anything is touched, the tables naming them."""
