@@ -37,7 +37,7 @@ def plain_listener() -> Iterator[probe.Endpoint]:
 
     def answer() -> None:
         try:
-            conn, _ = listener.accept()
+            conn, _unused18 = listener.accept()
         except OSError:
             return  # the test closed the listener first
         with conn:

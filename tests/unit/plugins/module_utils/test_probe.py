@@ -102,7 +102,7 @@ def test_jitter_stays_within_its_fraction() -> None:
     assert backoff.delay(1, rng=lambda: 0.5) == pytest.approx(2.0)
     assert backoff.delay(1, rng=lambda: 1.0) == pytest.approx(2.5)
     seeded = random.Random(7)
-    waits = [backoff.delay(3, rng=seeded.random) for _ in range(500)]
+    waits = [backoff.delay(3, rng=seeded.random) for _unused53 in range(500)]
     assert all(6.0 <= w <= 10.0 for w in waits)
     assert max(waits) - min(waits) > 3.0
 
@@ -202,7 +202,7 @@ def test_first_match_stops_without_sleeping() -> None:
 
 def test_retries_with_doubling_waits_until_the_match() -> None:
     """Two misses, then a match: waits of 1 s and 2 s, nothing after."""
-    verdict, time, _ = run_loop([OLD, OLD, NEW], Backoff(attempts=5))
+    verdict, time, _unused19 = run_loop([OLD, OLD, NEW], Backoff(attempts=5))
     assert verdict.matched and verdict.attempts == 3
     assert time.sleeps == [1.0, 2.0]
     assert verdict.seen == [OLD, NEW]
@@ -211,7 +211,7 @@ def test_retries_with_doubling_waits_until_the_match() -> None:
 
 def test_no_sleep_after_the_last_attempt() -> None:
     """Three misses with three attempts: two waits, then the verdict."""
-    verdict, time, _ = run_loop([OLD, OLD, OLD], Backoff(attempts=3))
+    verdict, time, _unused19 = run_loop([OLD, OLD, OLD], Backoff(attempts=3))
     assert not verdict.matched and verdict.attempts == 3
     assert time.sleeps == [1.0, 2.0]
     assert verdict.error == f"{ENDPOINT} served {OLD} (CN=bbbb), not {NEW}"
@@ -219,7 +219,7 @@ def test_no_sleep_after_the_last_attempt() -> None:
 
 def test_zero_attempts_means_one_attempt_and_no_sleep() -> None:
     """attempts below 1 still probe once, and do not wait afterwards."""
-    verdict, time, _ = run_loop([OLD], Backoff(attempts=0))
+    verdict, time, _unused19 = run_loop([OLD], Backoff(attempts=0))
     assert verdict.attempts == 1
     assert time.sleeps == []
 
@@ -236,7 +236,7 @@ def test_deadline_stops_before_a_sleep_would_cross_it() -> None:
 
 def test_deadline_counts_the_time_handshakes_take() -> None:
     """Slow handshakes use up the deadline too: fewer attempts fit."""
-    verdict, time, _ = run_loop(
+    verdict, time, _unused19 = run_loop(
         [OLD] * 10, Backoff(attempts=10, initial=1.0, deadline=5.0), cost=1.5
     )
     # 0-1.5 attempt 1, wait 1 -> 2.5, attempt 2 to 4.0, a 2 s wait would cross.
@@ -255,12 +255,12 @@ def test_settle_delays_the_first_handshake_to_since_plus_settle() -> None:
 
 def test_settle_already_over_does_not_sleep() -> None:
     """When the apply was long ago, the first handshake is immediate."""
-    _, time, script = run_loop([NEW], confirm=Confirm(settle=2.0), since=-10.0)
+    _unused4, time, script = run_loop([NEW], confirm=Confirm(settle=2.0), since=-10.0)
     assert time.sleeps == [] and script.at == [1000.0]
 
 
 def test_settle_without_since_counts_from_now() -> None:
-    _, time, script = run_loop([NEW], confirm=Confirm(settle=0.25))
+    _unused4, time, script = run_loop([NEW], confirm=Confirm(settle=0.25))
     assert script.at == [1000.25] and time.sleeps == [0.25]
 
 
@@ -276,7 +276,7 @@ def test_confirm_needs_consecutive_matches() -> None:
 
 def test_mismatch_inside_the_burst_fails_the_attempt_and_retries() -> None:
     """new, old (an old worker) fails attempt 1; attempt 2 confirms 3 in a row."""
-    verdict, time, _ = run_loop(
+    verdict, time, _unused19 = run_loop(
         [NEW, OLD, NEW, NEW, NEW],
         Backoff(attempts=3, initial=1.0),
         Confirm(handshakes=3, interval=0.1),
@@ -288,7 +288,7 @@ def test_mismatch_inside_the_burst_fails_the_attempt_and_retries() -> None:
 
 def test_flapping_server_never_confirms() -> None:
     """A server that keeps mixing old and new is not proof of the new one."""
-    verdict, _, _ = run_loop(
+    verdict, _unused13, _unused16 = run_loop(
         [NEW, OLD] * 3, Backoff(attempts=3), Confirm(handshakes=2, interval=0.1)
     )
     assert not verdict.matched and verdict.attempts == 3
@@ -297,14 +297,14 @@ def test_flapping_server_never_confirms() -> None:
 
 def test_probe_errors_count_as_failed_attempts() -> None:
     """A refused connection is a failed attempt; the loop goes on."""
-    verdict, time, _ = run_loop([refused(), NEW], Backoff(attempts=3))
+    verdict, time, _unused19 = run_loop([refused(), NEW], Backoff(attempts=3))
     assert verdict.matched and verdict.attempts == 2 and verdict.handshakes == 2
     assert time.sleeps == [1.0]
 
 
 def test_only_errors_leave_the_last_error() -> None:
     """When nothing answers, the verdict carries the last connection error."""
-    verdict, time, _ = run_loop([refused()] * 3, Backoff(attempts=3))
+    verdict, time, _unused19 = run_loop([refused()] * 3, Backoff(attempts=3))
     assert not verdict.matched and verdict.handshakes == 3
     assert verdict.last is None
     assert "Connection refused" in verdict.error
@@ -322,7 +322,7 @@ def test_prober_passes_its_protocol_to_every_handshake() -> None:
 
 def test_prober_uses_its_rng_for_jitter() -> None:
     """The injected rng drives the jitter of the loop's waits."""
-    _, time, _ = run_loop(
+    _unused4, time, _unused13 = run_loop(
         [OLD, OLD, NEW], Backoff(attempts=3, jitter=0.5), rng=lambda: 0.0
     )
     assert time.sleeps == [0.5, 1.0]
@@ -332,13 +332,13 @@ def test_prober_uses_its_rng_for_jitter() -> None:
 
 
 def test_require_passes_a_match_through() -> None:
-    verdict, _, _ = run_loop([NEW])
+    verdict, _unused13, _unused16 = run_loop([NEW])
     assert probe.require(verdict, ENDPOINT, NEW) is verdict
 
 
 def test_require_names_endpoint_and_what_was_served() -> None:
     """A failed verdict becomes VerifyError naming endpoint, expected, served."""
-    verdict, _, _ = run_loop([OLD] * 3)
+    verdict, _unused13, _unused16 = run_loop([OLD] * 3)
     with pytest.raises(VerifyError) as caught:
         probe.require(verdict, ENDPOINT, NEW)
     message = caught.value.message
@@ -351,7 +351,7 @@ def test_require_names_endpoint_and_what_was_served() -> None:
 
 def test_require_without_any_handshake_says_so() -> None:
     """No handshake at all: the connection error is the reason, nothing served."""
-    verdict, _, _ = run_loop([refused()] * 3)
+    verdict, _unused13, _unused16 = run_loop([refused()] * 3)
     with pytest.raises(VerifyError) as caught:
         probe.require(verdict, ENDPOINT, NEW)
     assert "Connection refused" in caught.value.message
@@ -399,7 +399,6 @@ def test_handshake_as_dict_reports_every_field() -> None:
         "not_after": "",
         "starttls": None,
     }
-
 
 
 # --- choosing the handshake by port (F10) ------------------------------------------
@@ -468,7 +467,7 @@ class ScriptedServer:
 
     def _serve(self) -> None:
         try:
-            conn, _ = self.listener.accept()
+            conn, _unused18 = self.listener.accept()
             with conn:
                 conn.settimeout(5)
                 self._run(conn)
