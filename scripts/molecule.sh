@@ -8,6 +8,11 @@
 # 127.0.0.1 under its ephemeral directory (nothing under /etc), and stops it
 # by its PID in cleanup, also when a step fails (--destroy=always).
 #
+# Molecule would name the ephemeral directory after the checkout's directory
+# name alone, so two runs from one checkout (or from two checkouts with the
+# same name) would share it. Each run gets its own instead, under
+# .build/molecule/run.XXXXXX, removed at the end.
+#
 # The collection comes from this checkout through .build/collections
 # (ANSIBLE_COLLECTIONS_PATH; the scenarios set prerun: false, so molecule
 # installs no copy of its own). Modules run with .venv's Python.
@@ -36,11 +41,16 @@ else
         -name molecule.yml -printf '%h\n' | xargs -rn1 basename | sort)
 fi
 
+mkdir -p "$ROOT/.build/molecule"
+RUN_DIR="$(mktemp -d "$ROOT/.build/molecule/run.XXXXXX")"
+trap 'rm -rf "$RUN_DIR"' EXIT
+
 rc=0
 for scenario in "${scenarios[@]}"; do
     started=$SECONDS
-    log "molecule test -s $scenario"
-    if molecule test -s "$scenario" --destroy=always; then
+    log "molecule test -s $scenario (in $RUN_DIR/$scenario)"
+    if MOLECULE_EPHEMERAL_DIRECTORY="$RUN_DIR/$scenario" \
+            molecule test -s "$scenario" --destroy=always; then
         log "$scenario passed in $((SECONDS - started)) s"
     else
         log "$scenario FAILED after $((SECONDS - started)) s"
