@@ -44,18 +44,24 @@ done
 log "antsibull-docs lint-collection-docs --plugin-docs"
 (cd "$COLLECTION" && antsibull-docs lint-collection-docs --plugin-docs .) || rc=1
 
-log "writing the plugin and role pages into $SITE/rst"
-rm -rf "$SITE"
-mkdir -p "$SITE/rst"
-chmod 0755 "$SITE/rst"
+# Built in a directory of this run's own and moved into place at the end,
+# so two runs at the same time never write into one tree.
+mkdir -p "$ROOT/.build"
+BUILD="$(mktemp -d "$ROOT/.build/docs-site.XXXXXX")"
+trap 'rm -rf "$BUILD"' EXIT
+chmod 0755 "$BUILD"
+mkdir -p "$BUILD/rst"
+log "writing the plugin and role pages"
 antsibull-docs collection --use-current --squash-hierarchy --fail-on-error \
-    --no-add-antsibull-docs-version --dest-dir "$SITE/rst" certfleet.deploy || rc=1
+    --no-add-antsibull-docs-version --dest-dir "$BUILD/rst" certfleet.deploy || rc=1
 
-if [ -f "$SITE/rst/index.rst" ]; then
-    log "building the HTML site into $SITE/html"
-    CERTFLEET_DOCS_BUILD="$SITE" sphinx-build -W --keep-going -q -b html \
-        -c "$ROOT/docs/site" "$SITE/rst" "$SITE/html" || rc=1
+if [ -f "$BUILD/rst/index.rst" ]; then
+    log "building the HTML site"
+    CERTFLEET_DOCS_BUILD="$BUILD" sphinx-build -W --keep-going -q -b html \
+        -c "$ROOT/docs/site" "$BUILD/rst" "$BUILD/html" || rc=1
 fi
+rm -rf "$SITE"
+mv "$BUILD" "$SITE"
 
 if [ "$rc" -eq 0 ]; then
     log "documentation is clean; the site is $SITE/html/index.html"

@@ -30,9 +30,13 @@ fi
     || die "more than one artifact in .build/dist (${artifacts[*]}); keep only the current one"
 
 log "ansible-builder create"
-rm -rf "$CONTEXT"
-"$TOOLS_BIN/ansible-builder" create -f execution-environment.yml -c "$CONTEXT" \
+# Written into a directory of this run's own, then moved into place.
+BUILD="$(mktemp -d "$ROOT/.build/ee-context.XXXXXX")"
+trap 'rm -rf "$BUILD"' EXIT
+"$TOOLS_BIN/ansible-builder" create -f execution-environment.yml -c "$BUILD/context" \
     --output-filename Containerfile
+rm -rf "$CONTEXT"
+mv "$BUILD/context" "$CONTEXT"
 
 # What the context must hold for `ansible-builder build` to make a working EE.
 [ -f "$CONTEXT/_build/collections/$(basename "${artifacts[0]}")" ] \
